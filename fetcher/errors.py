@@ -1,0 +1,119 @@
+"""The errors a fetch can end in, and the one place foreign exceptions are mapped onto them.
+
+    FetchError                 every failure a record can carry; .kind is its stable name
+    ├── InvalidInput           invalid-input       the line cannot be a target
+    ├── DNSError               dns-error           the name does not resolve
+    ├── ConnectError           connection-error    reset, closed early, unreachable
+    │   └── ConnectionRefused  connection-refused  nothing listens on the port
+    ├── LocalError             local-error         this machine ran out of something (fds, ports)
+    ├── TLSError               tls-error           handshake or certificate failure
+    ├── FetchTimeout           timeout             a deadline passed (also a TimeoutError)
+    ├── ProtocolError          protocol-error      the peer did not speak HTTP/1.x within our limits
+    └── TooManyRedirects       too-many-redirects  a redirect chain longer than allowed
+
+Every error also names the *phase* it happened in: dns, connect, tls, write, read (waiting for or
+reading the header section) or redirect.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PHASES = ("dns", "connect", "tls", "write", "read", "redirect")
+
+
+class FetchError(Exception):
+    """A failure that ends one target's fetch and becomes that target's error record."""
+
+    kind = "fetch-error"
+
+    def __init__(self, message: str, phase: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.phase = phase
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "phase": self.phase, "message": self.message}
+
+
+class InvalidInput(FetchError):
+    kind = "invalid-input"
+
+
+class DNSError(FetchError):
+    kind = "dns-error"
+
+
+class ConnectError(FetchError):
+    kind = "connection-error"
+
+
+class ConnectionRefused(ConnectError):
+    kind = "connection-refused"
+
+
+class LocalError(FetchError):
+    """Out of file descriptors or ephemeral ports: the fault is here, not at the host."""
+
+    kind = "local-error"
+
+
+class TLSError(FetchError):
+    kind = "tls-error"
+
+
+class FetchTimeout(FetchError, TimeoutError):
+    kind = "timeout"
+
+
+class ProtocolError(FetchError):
+    kind = "protocol-error"
+
+
+class TooManyRedirects(FetchError):
+    kind = "too-many-redirects"
+
+
+# errno values that mean this machine, not the remote host, is out of a resource.
+_LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS})
+
+
+def map_os_error(exc: BaseException, phase: str) -> FetchError:
+    """Translate an exception raised by socket, ssl or asyncio I/O into our error tree."""
+    if isinstance(exc, FetchError):
+        return exc
+    if isinstance(exc, socket.gaierror):
+        return DNSError(f"cannot resolve host: {exc.strerror or exc}", "dns")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TLSError(f"certificate verify failed: {exc.verify_message}", "tls")
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS failure: {exc.reason or exc}", "tls")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionRefused("connection refused", phase)
+    if isinstance(exc, ConnectionResetError):
+        return ConnectError("connection reset by peer", phase)
+    if isinstance(exc, (ConnectionAbortedError, BrokenPipeError)):
+        return ConnectError("connection closed by peer", phase)
+    if isinstance(exc, OSError):
+        if exc.errno in _LOCAL_ERRNOS:
+            return LocalError(f"local resource exhausted: {exc.strerror}", phase)
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return ConnectError(reason[0].lower() + reason[1:], phase)
+    if isinstance(exc, EOFError):  # asyncio.IncompleteReadError
+        return ConnectError("connection closed by peer", phase)
+    return ProtocolError(f"{type(exc).__name__}: {exc}", phase)
+
+
+@contextmanager
+def map_exceptions(phase: str) -> Iterator[None]:
+    """Re-raise socket/ssl/OS exceptions from the block as FetchErrors tagged with `phase`."""
+    try:
+        yield
+    except FetchError:
+        raise
+    except (OSError, EOFError) as exc:
+        raise map_os_error(exc, phase) from exc

@@ -1,0 +1,182 @@
+"""HTTP/1.x as pure bytes: build a request, parse a response's status line and header section.
+
+Nothing here touches a socket. `HeadParser.feed()` takes whatever bytes arrived and returns the
+final response head once it is complete, or None to ask for more; it raises ProtocolError as soon
+as the bytes cannot be HTTP/1.x or cross one of the limits below, so a hostile server costs at
+most MAX_HEAD_BYTES of memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import ProtocolError
+
+# The whole header section of one response. Real responses with long Content-Security-Policy
+# and Set-Cookie headers reach 20-40 KiB; curl allows 300 KiB and Go's http client 1 MiB, but
+# we only keep headers, never bodies, so 256 KiB is generous and still bounds memory at
+# concurrency 1000 to a quarter of a GiB in the worst case.
+MAX_HEAD_BYTES = 256 * 1024
+# One line (status line or header field). nginx's large_client_header_buffers default is 8 KiB
+# and Apache's LimitRequestFieldSize 8190 bytes; a 64 KiB cookie or CSP line is the largest
+# seen in practice. Anything longer is an attack or a body mistaken for headers.
+MAX_LINE_BYTES = 64 * 1024
+# Number of header fields. Apache refuses more than 100 in a request; big CDN responses carry
+# around 40. 256 leaves room for every real server and stops a "thousands of headers" flood.
+MAX_HEADERS = 256
+# Interim (1xx) responses before the final one. A server sends 100 Continue or 103 Early Hints
+# once or twice; more than this is a loop meant to keep us waiting.
+MAX_INTERIM_RESPONSES = 8
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.DOTALL)
+# RFC 9110 token characters: what a field name may contain.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_HTTP_PREFIX = b"HTTP/"
+_OWS = b" \t"
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    """The part of a response afetch records: status line and header fields in received order."""
+
+    http_version: str
+    status_code: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def decode_field(raw: bytes) -> str:
+    """Decode a header name or value: UTF-8 when it is valid, else Latin-1 (lossless)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def build_request(
+    method: str,
+    path: str,
+    host: str,
+    headers: Iterable[tuple[str, str]],
+    http_version: str = "1.1",
+) -> bytes:
+    """Serialise a request with no body. `headers` come after Host, in the given order."""
+    lines = [f"{method} {path} HTTP/{http_version}", f"Host: {host}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+class HeadParser:
+    """Incremental parser for the head of one HTTP/1.x response, skipping 1xx interim heads.
+
+    Work per feed is proportional to the new bytes, so a server dripping one byte at a time
+    costs no more than one sending the head at once.
+    """
+
+    __slots__ = ("_buf", "_scanned", "_line_start", "_newlines", "interim")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.interim: list[ResponseHead] = []
+        self._reset_scan()
+
+    def _reset_scan(self) -> None:
+        self._scanned = 0  # bytes of _buf already searched for the end of the head
+        self._line_start = 0  # where the last, still incomplete, line begins
+        self._newlines = 0  # line breaks seen in the current head
+
+    def feed(self, data: bytes) -> ResponseHead | None:
+        """Add bytes; return the final response head once complete, else None."""
+        buf = self._buf
+        buf += data
+        while True:
+            if not _HTTP_PREFIX.startswith(bytes(buf[:5])):
+                raise ProtocolError(f"not an HTTP response: {bytes(buf[:24])!r}", "read")
+            end = _HEAD_END.search(buf, max(0, self._scanned - 3))
+            if end is None:
+                self._check_incomplete()
+                return None
+            head = parse_head(bytes(buf[: end.start()]))
+            del buf[: end.end()]
+            self._reset_scan()
+            if not 100 <= head.status_code < 200 or head.status_code == 101:
+                return head
+            self.interim.append(head)
+            if len(self.interim) > MAX_INTERIM_RESPONSES:
+                raise ProtocolError(
+                    f"more than {MAX_INTERIM_RESPONSES} interim 1xx responses", "read"
+                )
+            if not buf:
+                return None
+
+    def feed_eof(self) -> None:
+        """The peer closed the connection before the head was complete."""
+        if self._buf or self.interim:
+            raise ProtocolError("connection closed in the middle of the header section", "read")
+
+    @property
+    def received(self) -> int:
+        """Bytes of the current, incomplete head held so far."""
+        return len(self._buf)
+
+    def _check_incomplete(self) -> None:
+        buf = self._buf
+        self._newlines += buf.count(b"\n", self._scanned)
+        last_break = buf.rfind(b"\n", self._scanned)
+        if last_break != -1:
+            self._line_start = last_break + 1
+        self._scanned = len(buf)
+        if len(buf) > MAX_HEAD_BYTES:
+            raise ProtocolError(f"header section larger than {MAX_HEAD_BYTES} bytes", "read")
+        if len(buf) - self._line_start > MAX_LINE_BYTES:
+            raise ProtocolError(f"header line longer than {MAX_LINE_BYTES} bytes", "read")
+        if self._newlines > MAX_HEADERS + 1:
+            raise ProtocolError(f"more than {MAX_HEADERS} header fields", "read")
+
+
+def parse_head(head: bytes) -> ResponseHead:
+    """Parse a complete head (status line and fields, without the blank line that ends it)."""
+    if len(head) > MAX_HEAD_BYTES:
+        raise ProtocolError(f"header section larger than {MAX_HEAD_BYTES} bytes", "read")
+    if b"\0" in head:
+        raise ProtocolError("NUL byte in the header section", "read")
+    lines = head.split(b"\n")
+    if len(lines) > MAX_HEADERS + 1:
+        raise ProtocolError(f"more than {MAX_HEADERS} header fields", "read")
+    status_line, *field_lines = (_strip_cr(line) for line in lines)
+
+    match = _STATUS_LINE.match(status_line)
+    if match is None:
+        raise ProtocolError(f"malformed status line: {status_line[:80]!r}", "read")
+    major, minor, code, reason = match.groups()
+    if major != b"1":
+        raise ProtocolError(f"unsupported HTTP version {major.decode()}.{minor.decode()}", "read")
+    result = ResponseHead(f"1.{minor.decode()}", int(code), decode_field(reason or b""))
+
+    fields = result.headers
+    for line in field_lines:
+        if line[:1] in (b" ", b"\t"):
+            # obs-fold (RFC 9112 section 5.2): a continuation of the previous value.
+            if not fields:
+                raise ProtocolError("header section starts with a folded line", "read")
+            name, value = fields[-1]
+            fields[-1] = (name, value + " " + decode_field(line.strip(_OWS)))
+            continue
+        raw_name, colon, raw_value = line.partition(b":")
+        if not colon or not _TOKEN.match(raw_name):
+            raise ProtocolError(f"malformed header line: {line[:80]!r}", "read")
+        fields.append((raw_name.decode("ascii"), decode_field(raw_value.strip(_OWS))))
+    return result
+
+
+def _strip_cr(line: bytes) -> bytes:
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if len(line) > MAX_LINE_BYTES:
+        raise ProtocolError(f"header line longer than {MAX_LINE_BYTES} bytes", "read")
+    if b"\r" in line:
+        raise ProtocolError("bare CR in the header section", "read")
+    return line

@@ -1,0 +1,73 @@
+"""Input lines from arguments, files and stdin, read lazily so the first fetch starts at once.
+
+Files and pipes are read in 64 KiB blocks on a worker thread (a blocking read never stalls the
+event loop), so memory holds one block of input however long the input is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable
+
+READ_BLOCK = 64 * 1024
+# A line longer than this is cut here (and the rest of it dropped) so a file without newlines
+# cannot fill memory; the cut line is longer than any valid target, so it becomes one
+# invalid-input record.
+MAX_LINE_BYTES = 16 * 1024
+STDIN = "-"
+
+
+async def read_lines(arguments: Iterable[str], files: Iterable[str]) -> AsyncIterator[str]:
+    """Yield the arguments, then every line of each file in turn ("-" is stdin)."""
+    for argument in arguments:
+        yield argument
+    for path in files:
+        async for line in _file_lines(path):
+            yield line
+
+
+def _stdin_reader() -> Callable[[int], bytes]:
+    """os.read on fd 0 when stdin is a real file or pipe; the stream's own read otherwise (an
+    embedding program or a test may have replaced sys.stdin)."""
+    try:
+        return functools.partial(os.read, sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):
+        stream = getattr(sys.stdin, "buffer", sys.stdin)
+        read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+        return read
+
+
+async def _file_lines(path: str) -> AsyncIterator[str]:
+    fd: int | None = None
+    if path == STDIN:
+        read = _stdin_reader()
+    else:
+        fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+        read = functools.partial(os.read, fd)
+    try:
+        rest = b""
+        overlong = False  # dropping the tail of a line already cut at MAX_LINE_BYTES
+        while block := await asyncio.to_thread(read, READ_BLOCK):
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if not overlong:
+                    yield _decode(line)
+                overlong = False
+            if len(rest) > MAX_LINE_BYTES:
+                if not overlong:
+                    yield _decode(rest[:MAX_LINE_BYTES])
+                rest, overlong = b"", True
+        if rest and not overlong:
+            yield _decode(rest)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _decode(line: bytes) -> str:
+    # Undecodable bytes become U+FFFD: the line still yields one (invalid-input) record.
+    return line.decode("utf-8", errors="replace").rstrip("\r")

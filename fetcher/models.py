@@ -1,0 +1,97 @@
+"""Result: the one record every backend's fetch becomes and every writer takes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import FetchError
+from .targets import Target
+
+TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
+
+
+@dataclass(slots=True)
+class Trace:
+    """What a fetch learned along the way, kept even when it fails or is cut off by a deadline.
+
+    The backend fills it in as it goes; the engine reads it to build the Result, so a timeout
+    still reports the phase it happened in, the peer address and the timings so far.
+    """
+
+    started: float = field(default_factory=time.perf_counter)
+    phase: str = "dns"
+    host_ip: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str, since: float) -> float:
+        """Record the milliseconds from `since` to now as timing `name`; return now."""
+        now = time.perf_counter()
+        self.timings[name] = round((now - since) * 1000, 3)
+        return now
+
+
+@dataclass(slots=True)
+class Result:
+    """The outcome of one input line: a response head, or an error, never both."""
+
+    input: str
+    target: Target | None
+    method: str
+    backend: str
+    host_ip: str | None = None
+    status_code: int | None = None
+    reason: str | None = None
+    http_version: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: FetchError | None = None
+    timestamp: float = field(default_factory=time.time)
+    index: int = -1  # position in the input, for --order input
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def label(self) -> str:
+        """How text output names this target: the input line as given."""
+        return self.input
+
+    def headers_by_name(self) -> dict[str, list[str]]:
+        """Lower-cased name -> values in received order, duplicates (Set-Cookie) kept."""
+        grouped: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            grouped.setdefault(name.lower(), []).append(value)
+        return grouped
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON Lines record. Field names and order are a stable, documented interface."""
+        target = self.target
+        return {
+            "input": self.input,
+            "url": target.url if target else None,
+            "scheme": target.scheme if target else None,
+            "host": target.host if target else None,
+            "port": target.port if target else None,
+            "path": target.path if target else None,
+            "host_ip": self.host_ip,
+            "method": self.method,
+            "status_code": self.status_code,
+            "reason": self.reason,
+            "http_version": self.http_version,
+            "headers": self.headers_by_name(),
+            "timings_ms": {phase: self.timings.get(phase) for phase in TIMING_PHASES},
+            "failed": self.failed,
+            "error": self.error.as_dict() if self.error else None,
+            "timestamp": rfc3339(self.timestamp),
+            "backend": self.backend,
+        }
+
+
+def rfc3339(epoch: float) -> str:
+    """UTC timestamp with milliseconds, e.g. 2026-11-25T17:45:04.123Z."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,176 @@
+"""Writers: seed-style text and JSON Lines, to stdout and optionally appended to a file.
+
+Every record is formatted into whole lines before any byte of it is written, and lines are
+written with os.write on complete-line boundaries, so no reader (and no file left behind by a
+killed run) ever sees half a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .models import Result
+
+Formatter = Callable[[Result], str]
+
+# Bytes from servers are shown, never obeyed: C0 controls, DEL and C1 controls become \xNN, so
+# a header value cannot move the cursor, retitle the terminal or ring the bell.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+_ESCAPES[ord("\t")] = "\\t"
+# How many bytes of records a pipe or file writer collects before writing, and how long it
+# may hold them: large batches save syscalls, the timer keeps a slow run's output flowing.
+BATCH_BYTES = 64 * 1024
+BATCH_SECONDS = 0.2
+
+
+def escape(text: str) -> str:
+    """Make text safe to print on a terminal."""
+    return text.translate(_ESCAPES)
+
+
+def format_text(result: Result) -> str:
+    """Seed style: `<input> header > <line>` per header line, or one `<input> error > ...`."""
+    label = escape(result.label)
+    if result.error is not None:
+        error = result.error
+        return f"{label} error > {error.kind}: {escape(error.message)}\n"
+    status = f"HTTP/{result.http_version} {result.status_code} {result.reason}".rstrip()
+    lines = [f"{label} header > {escape(status)}\n"]
+    lines.extend(f"{label} header > {escape(name)}: {escape(value)}\n" for name, value in result.headers)
+    return "".join(lines)
+
+
+def format_jsonl(result: Result) -> str:
+    """One JSON object per line; all non-ASCII escaped so the line is safe anywhere."""
+    return json.dumps(result.to_record(), separators=(",", ":")) + "\n"
+
+
+FORMATS: dict[str, Formatter] = {"text": format_text, "jsonl": format_jsonl}
+
+
+class OutputClosed(Exception):
+    """The reader of stdout went away (`afetch ... | head -1`): stop quietly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Console:
+    """What the terminal can take, decided once per run; tests build one with the flags set."""
+
+    stdin_tty: bool
+    stdout_tty: bool
+    stderr_tty: bool
+
+    @classmethod
+    def detect(cls) -> Console:
+        return cls(_isatty(sys.stdin), _isatty(sys.stdout), _isatty(sys.stderr))
+
+
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Stream:
+    """One destination: a file descriptor plus the whole lines waiting to be written to it."""
+
+    __slots__ = ("fd", "pending", "size", "is_stdout")
+
+    def __init__(self, fd: int, is_stdout: bool) -> None:
+        self.fd = fd
+        self.is_stdout = is_stdout
+        self.pending: list[bytes] = []
+        self.size = 0
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        data = b"".join(self.pending)
+        self.pending.clear()
+        self.size = 0
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BrokenPipeError:
+                if self.is_stdout:
+                    raise OutputClosed from None
+                raise
+            view = view[written:]
+
+
+class RecordWriter:
+    """The sink the engine hands results to: formats once, writes to stdout and/or a file."""
+
+    def __init__(
+        self,
+        formatter: Formatter,
+        *,
+        stdout_fd: int | None = None,
+        file_path: str | None = None,
+        file_formatter: Formatter | None = None,
+        line_buffered: bool = False,
+    ) -> None:
+        self._formatter = formatter
+        self._file_formatter = file_formatter or formatter
+        self._stdout = _Stream(stdout_fd, True) if stdout_fd is not None else None
+        self._file: _Stream | None = None
+        if file_path is not None:
+            fd = os.open(file_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._file = _Stream(fd, False)
+        self._line_buffered = line_buffered
+        self._timer: asyncio.TimerHandle | None = None
+        self._error: Exception | None = None  # a failed timed flush, raised by the next write
+        self.written = 0
+
+    async def write(self, result: Result) -> None:
+        if self._error is not None:
+            raise self._error
+        text = self._formatter(result).encode("utf-8")
+        if self._stdout is not None:
+            self._add(self._stdout, text)
+        if self._file is not None:
+            same = self._file_formatter is self._formatter
+            self._add(self._file, text if same else self._file_formatter(result).encode())
+        self.written += 1
+        if self._line_buffered:
+            self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(BATCH_SECONDS, self._flush_from_timer)
+
+    def _add(self, stream: _Stream, data: bytes) -> None:
+        stream.pending.append(data)
+        stream.size += len(data)
+        if stream.size >= BATCH_BYTES:
+            stream.flush()
+
+    def _flush_from_timer(self) -> None:
+        self._timer = None
+        try:
+            self.flush()
+        except (OutputClosed, OSError) as exc:
+            self._error = exc
+
+    def flush(self) -> None:
+        for stream in (self._file, self._stdout):  # the file first: it is what --resume reads
+            if stream is not None:
+                stream.flush()
+
+    def close(self) -> None:
+        """Flush everything and close the file. Safe to call more than once."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            self.flush()
+            if self._error is not None:
+                raise self._error
+        finally:
+            if self._file is not None:
+                os.close(self._file.fd)
+                self._file = None

@@ -1,0 +1,103 @@
+"""One CLI run: the event loop, signals, the writer's lifetime, and the exit code it ends in."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import signal
+from dataclasses import dataclass, field
+
+from .config import Config
+from .engine import Engine, Lines
+from .models import Result
+from .output import OutputClosed, RecordWriter
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0  # every target answered with an HTTP status
+    FAILURES = 1  # at least one target failed (error record)
+    USAGE = 2  # bad option, bad config file: one line on stderr
+    INTERRUPTED = 130  # SIGINT (Ctrl-C), 128 + 2
+    TERMINATED = 143  # SIGTERM, 128 + 15
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run did, counted as results are written."""
+
+    ok: int = 0
+    failed: int = 0
+    signal: int | None = None
+    output_closed: bool = False
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def count(self, result: Result) -> None:
+        if result.error is None:
+            self.ok += 1
+        else:
+            self.failed += 1
+            self.by_kind[result.error.kind] = self.by_kind.get(result.error.kind, 0) + 1
+
+
+def exit_code(outcome: Outcome) -> ExitCode:
+    """The exit status for a finished run: a signal wins, then any failed target."""
+    if outcome.signal == signal.SIGINT:
+        return ExitCode.INTERRUPTED
+    if outcome.signal == signal.SIGTERM:
+        return ExitCode.TERMINATED
+    return ExitCode.FAILURES if outcome.failed else ExitCode.OK
+
+
+def run(config: Config, lines: Lines, writer: RecordWriter) -> Outcome:
+    """Run the engine over `lines` to completion or interruption; the writer is always flushed
+    and closed. Ctrl-C and SIGTERM stop the run gracefully; a second Ctrl-C stops it at once."""
+    outcome = Outcome()
+    try:
+        asyncio.run(_main(config, lines, writer, outcome))
+    except KeyboardInterrupt:
+        outcome.signal = signal.SIGINT
+    finally:
+        try:
+            writer.close()
+        except OutputClosed:
+            outcome.output_closed = True
+    if outcome.output_closed:
+        _silence_stdout()
+    return outcome
+
+
+async def _main(config: Config, lines: Lines, writer: RecordWriter, outcome: Outcome) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def terminate() -> None:
+        outcome.signal = signal.SIGTERM
+        main.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+
+    async def sink(result: Result) -> None:
+        outcome.count(result)
+        await writer.write(result)
+
+    engine = Engine(config)
+    try:
+        async with engine.backend:
+            await engine.run(lines, sink)
+    except OutputClosed:
+        outcome.output_closed = True
+    except asyncio.CancelledError:
+        if outcome.signal != signal.SIGTERM:
+            raise  # SIGINT: asyncio.run turns this into KeyboardInterrupt
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout left, point fd 1 at /dev/null so the interpreter's own final
+    flush does not complain about the broken pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)

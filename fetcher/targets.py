@@ -1,0 +1,154 @@
+"""Turn one input line into a Target, or an InvalidInput error saying why it cannot be one.
+
+Accepted forms: ``host``, ``host:port``, ``scheme://host[:port][/path][?query]`` (http, https),
+IPv4 addresses, ``[IPv6]``, ``[IPv6]:port`` and a bare IPv6 address without a port.
+Internationalised names are converted to their ASCII (IDNA 2008, UTS #46) form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import idna
+
+from .errors import InvalidInput
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# A DNS label as found in the wild: letters, digits, hyphens and underscores (SRV-style names
+# such as _dmarc are real hosts too), 1-63 characters.
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+# Longest input line taken as a target. Browsers and servers cap URLs around 8 KiB; anything
+# longer is not a host list entry.
+MAX_TARGET_LENGTH = 8 * 1024
+# Characters left as they are in the request target; everything else is percent-encoded.
+_PATH_SAFE = "/%:@!$&'()*+,;=?~-._"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing to fetch: where to connect and what to ask for."""
+
+    input: str
+    scheme: str
+    host: str  # ASCII hostname or IP address, IPv6 without brackets
+    port: int
+    path: str = "/"
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    @property
+    def authority(self) -> str:
+        """host[:port] as it goes in a URL and in the Host header (port only if not default)."""
+        host = f"[{self.host}]" if self.is_ipv6 else self.host
+        if DEFAULT_PORTS[self.scheme] == self.port:
+            return host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.authority}{self.path}"
+
+
+def is_skipped(line: str) -> bool:
+    """Blank lines and comment lines are not targets and produce no record."""
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
+
+
+def parse_target(line: str, default_scheme: str = "http") -> Target:
+    """Parse one input line; raise InvalidInput with a one-line reason if it is not a target."""
+    text = line.strip()
+    if not text:
+        raise InvalidInput("empty target")
+    if len(text) > MAX_TARGET_LENGTH:
+        raise InvalidInput(f"target longer than {MAX_TARGET_LENGTH} characters")
+    if any(ch.isspace() for ch in text):
+        raise InvalidInput("target contains whitespace")
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text):
+        raise InvalidInput("target contains control characters")
+
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        scheme = scheme.lower()
+        if scheme not in DEFAULT_PORTS:
+            raise InvalidInput(f"unsupported scheme {scheme!r} (http and https only)")
+    else:
+        scheme, rest = default_scheme, text
+
+    cut = len(rest)
+    for mark in "/?#":
+        pos = rest.find(mark)
+        if pos != -1:
+            cut = min(cut, pos)
+    authority, path = rest[:cut], rest[cut:]
+    path = path.partition("#")[0]
+    if not path.startswith("/"):
+        path = "/" + path
+    path = quote(path, safe=_PATH_SAFE)
+
+    if "@" in authority:
+        raise InvalidInput("credentials in the target are not supported")
+    host, port = _split_authority(authority, DEFAULT_PORTS[scheme])
+    return Target(input=line.strip(), scheme=scheme, host=host, port=port, path=path)
+
+
+def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    if not authority:
+        raise InvalidInput("empty host")
+    if authority.startswith("["):
+        inside, bracket, after = authority[1:].partition("]")
+        if not bracket:
+            raise InvalidInput("unclosed '[' in IPv6 address")
+        if after and not after.startswith(":"):
+            raise InvalidInput(f"unexpected text after IPv6 address: {after!r}")
+        return _ipv6(inside), _port(after[1:], default_port) if after else default_port
+    if "]" in authority:
+        raise InvalidInput("unmatched ']' in target")
+    if authority.count(":") > 1:
+        # A bare IPv6 address; with a port it would need brackets.
+        return _ipv6(authority), default_port
+    name, colon, port_text = authority.partition(":")
+    port = _port(port_text, default_port) if colon else default_port
+    return _hostname(name), port
+
+
+def _ipv6(text: str) -> str:
+    try:
+        return ipaddress.IPv6Address(text).compressed
+    except ValueError:
+        raise InvalidInput(f"invalid IPv6 address: {text!r}") from None
+
+
+def _port(text: str, default_port: int) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise InvalidInput(f"invalid port: {text!r}")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise InvalidInput(f"port out of range: {port}")
+    return port
+
+
+def _hostname(name: str) -> str:
+    if not name:
+        raise InvalidInput("empty host")
+    try:
+        return str(ipaddress.IPv4Address(name))
+    except ValueError:
+        pass
+    if name.isascii():
+        ascii_name = name.lower()
+    else:
+        try:
+            ascii_name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidInput(f"invalid internationalised host name: {exc}") from None
+    labels = ascii_name.removesuffix(".").split(".")
+    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise InvalidInput(f"invalid host name: {name!r}")
+    return ascii_name
