@@ -15,6 +15,7 @@ import asyncio
 import heapq
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import aclosing
 
 from .backends import Backend, create_backend
 from .config import Config
@@ -143,6 +144,7 @@ class Engine:
                 getter = asyncio.ensure_future(queue.get())
                 await asyncio.wait({runner, getter}, return_when=asyncio.FIRST_COMPLETED)
                 getter.cancel()
+                await asyncio.gather(getter, return_exceptions=True)
             if not runner.cancelled():
                 runner.exception()
 
@@ -218,6 +220,6 @@ async def fetch_all(
     ...     print(result.label, result.status_code or result.error)
     """
     engine = Engine(config or Config(), backend)
-    async with engine.backend:
-        async for result in engine.results(lines):
+    async with engine.backend, aclosing(engine.results(lines)) as results:
+        async for result in results:
             yield result

@@ -41,7 +41,9 @@ def format_text(result: Result) -> str:
         return f"{label} error > {error.kind}: {escape(error.message)}\n"
     status = f"HTTP/{result.http_version} {result.status_code} {result.reason}".rstrip()
     lines = [f"{label} header > {escape(status)}\n"]
-    lines.extend(f"{label} header > {escape(name)}: {escape(value)}\n" for name, value in result.headers)
+    lines.extend(
+        f"{label} header > {escape(name)}: {escape(value)}\n" for name, value in result.headers
+    )
     return "".join(lines)
 
 

@@ -78,7 +78,9 @@ class RawBackend(Backend):
             if isinstance(exc, FetchError):
                 raise
             seconds = self.config.timeouts.connect
-            raise FetchTimeout(f"{trace.phase} not done within {seconds:g} s", trace.phase) from None
+            raise FetchTimeout(
+                f"{trace.phase} not done within {seconds:g} s", trace.phase
+            ) from None
         return reader, writer
 
     @staticmethod

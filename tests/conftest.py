@@ -1,0 +1,101 @@
+"""Shared fixtures: scripted loopback hosts (plain and TLS) and a clean environment."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from fetcher.config import Config, Limits, Request, Timeouts
+from fetcher.engine import fetch_all
+from fetcher.loopback import LoopbackHosts
+from fetcher.models import Result
+
+
+@pytest.fixture(scope="session")
+def hosts() -> Iterator[LoopbackHosts]:
+    """One background loop serving every scripted host of the session on 127.0.0.1."""
+    with LoopbackHosts() as loopback:
+        yield loopback
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context with a certificate for localhost and 127.0.0.1, signed by `ca`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def wrong_name_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """A certificate from the trusted CA, but for another name."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("other.example").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No user config file and no AFETCH_* variables leak into a test."""
+    import os
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in list(os.environ):
+        if name.startswith("AFETCH_"):
+            monkeypatch.delenv(name)
+
+
+def make_config(**options: object) -> Config:
+    """A Config from flat keyword options: timeout, connect_timeout, concurrency, method,
+    verify, cafile, headers, user_agent, backend, order, scheme."""
+    timeouts = Timeouts(
+        total=float(options.pop("timeout", 5.0)),  # type: ignore[arg-type]
+        connect=float(options.pop("connect_timeout", 5.0)),  # type: ignore[arg-type]
+    )
+    limits = Limits(concurrency=int(options.pop("concurrency", 10)))  # type: ignore[call-overload]
+    request_keys = {"method", "verify", "cafile", "headers", "user_agent", "http_version"}
+    request = Request(**{k: options.pop(k) for k in list(options) if k in request_keys})  # type: ignore[arg-type]
+    return Config(timeouts=timeouts, limits=limits, request=request, **options)  # type: ignore[arg-type]
+
+
+FetchOne = Callable[..., Result]
+
+
+@pytest.fixture(params=["raw"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Every loopback case runs on each backend listed here."""
+    return str(request.param)
+
+
+@pytest.fixture
+def fetch(backend_name: str) -> FetchOne:
+    """fetch(line, **options) -> Result: one target through the engine and the backend."""
+
+    def run(line: str, **options: object) -> Result:
+        config = make_config(backend=backend_name, **options)
+
+        async def one() -> Result:
+            results = [result async for result in fetch_all([line], config)]
+            assert len(results) == 1
+            return results[0]
+
+        return asyncio.run(one())
+
+    return run

@@ -1,0 +1,243 @@
+"""The scheduler, driven through a stub backend: bounds, ordering, cancellation, one record each."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import aclosing
+
+import pytest
+from conftest import make_config
+
+from fetcher.backends.base import Backend
+from fetcher.config import Config
+from fetcher.engine import Engine, fetch_all
+from fetcher.errors import ConnectError
+from fetcher.http1 import ResponseHead
+from fetcher.models import Result, Trace
+from fetcher.targets import Target
+
+
+class StubBackend(Backend):
+    """Behaviour by host name: okN answers, fail-* fails, hang-* never answers, boom-* has a bug."""
+
+    name = "stub"
+
+    def __init__(self, config: Config, delay: float = 0.0, jitter: float = 0.0) -> None:
+        super().__init__(config)
+        self.delay, self.jitter = delay, jitter
+        self.in_flight = self.max_in_flight = self.max_tasks = self.calls = 0
+
+    async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+        self.calls += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.calls % 97 == 0:
+            self.max_tasks = max(self.max_tasks, len(asyncio.all_tasks()))
+        try:
+            trace.phase = "read"
+            if target.host.startswith("hang"):
+                await asyncio.sleep(3600)
+            if self.delay or self.jitter:
+                await asyncio.sleep(self.delay + random.random() * self.jitter)
+            else:
+                await asyncio.sleep(0)
+            if target.host.startswith("fail"):
+                raise ConnectError("stub failure", "connect")
+            if target.host.startswith("boom"):
+                raise KeyError("bug")
+            return ResponseHead("1.1", 200, "OK", [("X-Host", target.host)])
+        finally:
+            self.in_flight -= 1
+
+
+def collect(lines: object, config: Config, backend: Backend) -> list[Result]:
+    async def go() -> list[Result]:
+        return [r async for r in fetch_all(lines, config, backend)]  # type: ignore[arg-type]
+
+    return asyncio.run(go())
+
+
+def stream(count: int, consumed: list[int]) -> Iterator[str]:
+    for i in range(count):
+        consumed[0] += 1
+        yield f"host{i}.example"
+
+
+def test_stream_of_100k_targets_never_holds_more_than_concurrency_tasks() -> None:
+    config = make_config(concurrency=50)
+    backend = StubBackend(config, delay=0.001)
+    consumed = [0]
+    consumed_at_first_result = -1
+
+    async def go() -> int:
+        nonlocal consumed_at_first_result
+        seen = 0
+        async for _ in fetch_all(stream(100_000, consumed), config, backend):
+            if seen == 0:
+                consumed_at_first_result = consumed[0]
+            seen += 1
+        return seen
+
+    assert asyncio.run(go()) == 100_000
+    assert 1 < backend.max_in_flight <= 50
+    # fetch tasks + the run task + the consumer: never one task per input line
+    assert backend.max_tasks <= 50 + 5
+    assert consumed_at_first_result < 1000  # input is consumed lazily
+
+
+def peak_memory(count: int) -> int:
+    """Peak traced memory while streaming `count` targets, after a warm-up of 500."""
+    config = make_config(concurrency=50)
+
+    async def go() -> int:
+        seen = 0
+        async for _ in fetch_all(stream(count, [0]), config, StubBackend(config)):
+            seen += 1
+            if seen == 500:
+                tracemalloc.reset_peak()
+        return tracemalloc.get_traced_memory()[1]
+
+    tracemalloc.start()
+    try:
+        return asyncio.run(go())
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_number_of_targets() -> None:
+    small, large = peak_memory(2_000), peak_memory(20_000)
+    assert large < small * 1.5 + 256 * 1024, (small, large)
+
+
+def test_exactly_one_record_per_line_with_failures_bugs_and_invalid_input() -> None:
+    config = make_config(concurrency=7)
+    lines = [f"ok{i}" for i in range(50)] + ["fail1", "boom1", "bad host", "", "# comment"]
+    results = collect(lines, config, StubBackend(config, jitter=0.005))
+    assert sorted(r.input for r in results) == sorted(lines[:-2])
+    kinds = {r.input: r.error.kind for r in results if r.error}
+    assert kinds == {
+        "fail1": "connection-error",
+        "boom1": "protocol-error",
+        "bad host": "invalid-input",
+    }
+    assert (
+        "internal error: KeyError" in next(r for r in results if r.input == "boom1").error.message
+    )  # type: ignore[union-attr]
+
+
+def test_total_deadline_records_the_phase() -> None:
+    config = make_config(timeout=0.2)
+    [result] = collect(["hang.example"], config, StubBackend(config))
+    assert result.error is not None
+    assert (result.error.kind, result.error.phase) == ("timeout", "read")
+    assert result.error.message == "no response headers within 0.2 s"
+    assert isinstance(result.error, TimeoutError)
+
+
+def test_input_order_is_kept_with_random_completion() -> None:
+    config = make_config(concurrency=20, order="input")
+    lines = [f"ok{i}" for i in range(300)]
+    results = collect(lines, config, StubBackend(config, jitter=0.01))
+    assert [r.input for r in results] == lines
+
+
+def test_completion_order_by_default() -> None:
+    config = make_config(concurrency=2)
+
+    class Slow(StubBackend):
+        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+            if target.host == "slow":
+                await asyncio.sleep(0.2)
+            return await super().fetch(target, trace)
+
+    results = collect(["slow", "fast"], config, Slow(config))
+    assert [r.input for r in results] == ["fast", "slow"]
+
+
+def test_cancellation_drops_in_flight_fetches_but_finishes_writes() -> None:
+    config = make_config(concurrency=4)
+    written: list[str] = []
+    writing = asyncio.Event
+
+    async def go() -> None:
+        started = writing()
+
+        async def slow_sink(result: Result) -> None:
+            started.set()
+            await asyncio.sleep(0.2)  # a write that is still going when the cancel lands
+            written.append(result.input)
+
+        engine = Engine(config, StubBackend(config))
+        run = asyncio.create_task(engine.run(["ok1", "hang1", "hang2", "hang3"], slow_sink))
+        await started.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(go())
+    assert written == ["ok1"]  # the shielded write completed; the hung fetches left no record
+
+
+def test_failing_sink_stops_the_run_early() -> None:
+    config = make_config(concurrency=3)
+    backend = StubBackend(config)
+
+    async def broken_sink(result: Result) -> None:
+        raise BrokenPipeError
+
+    async def go() -> None:
+        engine = Engine(config, backend)
+        await engine.run((f"ok{i}" for i in range(100_000)), broken_sink)
+
+    with pytest.raises(BrokenPipeError):
+        asyncio.run(go())
+    assert backend.calls < 100
+
+
+def test_leaving_the_iterator_early_cancels_the_rest() -> None:
+    config = make_config(concurrency=5)
+    backend = StubBackend(config)
+
+    async def go() -> list[str]:
+        got = []
+        async with aclosing(fetch_all(["ok1"] + ["hang"] * 10, config, backend)) as results:
+            async for result in results:
+                got.append(result.input)
+                break
+        return got
+
+    assert asyncio.run(go()) == ["ok1"]
+    assert backend.in_flight == 0
+
+
+def test_input_order_flushes_held_results_when_interrupted() -> None:
+    config = make_config(concurrency=4, order="input")
+    written: list[str] = []
+
+    async def go() -> None:
+        async def sink(result: Result) -> None:
+            written.append(result.input)
+
+        engine = Engine(config, StubBackend(config))
+        run = asyncio.create_task(engine.run(["hang0", "ok1", "ok2"], sink))
+        await asyncio.sleep(0.1)
+        assert written == []  # held back behind hang0
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(go())
+    assert written == ["ok1", "ok2"]
+
+
+def test_async_iterable_input() -> None:
+    config = make_config()
+
+    async def lines():  # type: ignore[no-untyped-def]
+        for i in range(5):
+            yield f"ok{i}"
+
+    assert len(collect(lines(), config, StubBackend(config))) == 5
