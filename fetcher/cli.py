@@ -32,7 +32,7 @@ from .runner import ExitCode
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)
 # Options that make no sense as configured defaults.
-_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output"}
+_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "resume"}
 
 
 class Command(click.Command):
@@ -179,7 +179,12 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True),
-    help="Also append the records to FILE (whole lines only).",
+    help="Also append the records to FILE, as JSON Lines (whole lines only).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="With -o FILE: skip the targets FILE already has records for.",
 )
 @click.option(
     "--order",
@@ -213,6 +218,7 @@ def afetch(
     output_format: str,
     json_output: bool,
     output: str | None,
+    resume: bool,
     order: str,
 ) -> None:
     """Fetch the HTTP response headers of every TARGET.
@@ -221,10 +227,16 @@ def afetch(
     arguments, from -l FILE, and from stdin when no target is given and stdin is not a terminal.
     """
     # Heavy imports wait until a run really starts: --help and --version stay fast.
+    from . import resume as resuming
     from . import runner
     from .inputs import STDIN, read_lines
     from .output import FORMATS, Console, RecordWriter
 
+    if resume and not output:
+        raise click.UsageError("--resume needs -o FILE: the file it resumes")
+    concurrency, warning = runner.fit_concurrency(concurrency)
+    if warning:
+        click.echo(f"afetch: warning: {warning}", err=True)
     try:
         config = Config(
             timeouts=Timeouts(total=timeout, connect=connect_timeout),
@@ -249,14 +261,22 @@ def afetch(
             raise click.UsageError("no targets: give them as arguments, with -l FILE, or on stdin")
         lists = (STDIN,)
 
-    formatter = FORMATS["jsonl" if json_output else output_format]
+    lines = read_lines(targets, lists)
     try:
+        if output:
+            resuming.repair(output)  # a torn line left by a killed run
+            if resume:
+                lines = resuming.skip_recorded(lines, resuming.recorded_inputs(output))
         writer = RecordWriter(
-            formatter, stdout=sys.stdout.buffer, file_path=output, line_buffered=console.stdout_tty
+            FORMATS["jsonl" if json_output else output_format],
+            stdout=sys.stdout.buffer,
+            file_path=output,
+            file_formatter=FORMATS["jsonl"],
+            line_buffered=console.stdout_tty,
         )
     except OSError as exc:
-        raise click.UsageError(f"cannot open {output}: {exc.strerror}") from None
-    outcome = runner.run(config, read_lines(targets, lists), writer)
+        raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
+    outcome = runner.run(config, lines, writer)
     sys.exit(runner.exit_code(outcome))
 
 
