@@ -17,6 +17,7 @@ from .config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
+    LOOPS,
     METHODS,
     ORDERS,
     SCHEMES,
@@ -167,6 +168,13 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     help="raw: asyncio streams; httpx: httpx.AsyncClient.",
 )
 @click.option(
+    "--loop",
+    type=click.Choice(LOOPS),
+    default="auto",
+    show_default=True,
+    help="Event loop: uvloop when installed (auto), or asyncio's own.",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(["text", "jsonl"]),
@@ -215,6 +223,7 @@ def afetch(
     timeout: float,
     connect_timeout: float,
     backend: str,
+    loop: str,
     output_format: str,
     json_output: bool,
     output: str | None,
@@ -252,6 +261,7 @@ def afetch(
             order=order,
             scheme=scheme,
         )
+        factory = runner.loop_factory(loop)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -276,7 +286,7 @@ def afetch(
         )
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
-    outcome = runner.run(config, lines, writer)
+    outcome = runner.run(config, lines, writer, factory)
     sys.exit(runner.exit_code(outcome))
 
 

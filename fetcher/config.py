@@ -18,6 +18,7 @@ DEFAULT_ACCEPT = "*/*"
 METHODS = ("GET", "HEAD")
 BACKENDS = ("raw",)
 ORDERS = ("completion", "input")
+LOOPS = ("auto", "uvloop", "asyncio")
 SCHEMES = ("http", "https")
 
 
