@@ -170,26 +170,40 @@ def throughput_table(summaries: Sequence[Summary], curl: str, ab: str, rss_floor
 
 
 def latency_table(
-    summaries: Sequence[Summary], ideal_s: float, ab: str, rss_floor_mb: float
+    summaries: Sequence[Summary], delay_s: float, concurrency: int, ab: str, rss_floor_mb: float
 ) -> str:
+    """Wall times against the delayed server; "avg in flight" = targets x delay / wall."""
     by_name = {summary.client: summary for summary in summaries}
     ab_wall = by_name[ab].median_wall() if ab in by_name else None
     rows = []
     for summary in summaries:
+        ideal_s = summary.expected / concurrency * delay_s
+        wall = summary.median_wall()
         walls = [run.child.wall_s for run in summary.good]
         spread = f"{min(walls):.2f}–{max(walls):.2f}" if walls else "—"
+        in_flight = None if not wall else summary.expected * delay_s / wall
         rows.append(
             [
                 summary.client,
-                _fmt(summary.median_wall(), ".2f"),
+                _fmt(wall, ".2f"),
                 spread,
+                _fmt(in_flight, ".0f"),
                 fmt_rss(summary.peak_rss_mb(), rss_floor_mb),
-                _fmt(ratio(summary.median_wall(), ideal_s), ".2f", "x"),
-                _fmt(ratio(summary.median_wall(), ab_wall), ".2f", "x"),
+                _fmt(ratio(wall, ideal_s), ".2f", "x"),
+                _fmt(ratio(wall, ab_wall), ".2f", "x"),
                 summary.correctness(),
             ]
         )
-    header = ["client", "wall s (median)", "min–max", "peak RSS MB", "vs ideal", "vs ab", "correct"]
+    header = [
+        "client",
+        "wall s (median)",
+        "min–max",
+        "avg in flight",
+        "peak RSS MB",
+        "vs ideal",
+        "vs ab",
+        "correct",
+    ]
     return markdown(header, rows)
 
 
