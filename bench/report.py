@@ -40,15 +40,17 @@ class Measurement:
         return self.expected / self.child.wall_s if self.child.wall_s > 0 else 0.0
 
     def problem(self) -> str:
-        """One short phrase for why this run is not correct ("" when it is)."""
+        """Why this run is not correct, in a few words ("" when it is)."""
         if self.child.timed_out:
             return "killed at timeout"
+        problems = []
         if self.child.returncode != 0:
-            return f"exit {self.child.returncode}"
+            problems.append(f"exit {self.child.returncode}")
         if self.tally.records != self.expected or self.tally.ok != self.expected:
-            extra = f", {self.tally.note}" if self.tally.note else ""
-            return f"{self.tally.ok} ok / {self.tally.records} records{extra}"
-        return ""
+            problems.append(f"{self.tally.ok} ok / {self.tally.records} records")
+            if self.tally.note:
+                problems.append(self.tally.note)
+        return ", ".join(problems)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -123,6 +125,8 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 def fmt_rss(mb: float, floor_mb: float, digits: int = 0) -> str:
     """Peak RSS in MB; a reading at the launcher's floor only says "no more than this"."""
+    if mb <= 0:
+        return "—"  # no run got far enough to report one
     if mb <= floor_mb * RSS_FLOOR_SLACK:
         return f"<= {mb:.{digits}f}"
     return f"{mb:.{digits}f}"
