@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import datetime
 import json
 import os
@@ -52,7 +53,7 @@ STARTUP_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class Plan:
-    """The sizes of every case; ``--quick`` shrinks them so a run takes about two minutes."""
+    """The sizes of every case; ``--quick`` shrinks them to a run of under a minute."""
 
     rounds: int
     throughput_targets: int
@@ -428,16 +429,26 @@ def _terminate_on_sigterm() -> None:
     signal.signal(signal.SIGHUP, handler)
 
 
+def default_afetch() -> str:
+    """The afetch installed beside the Python running the bench (a venv's), else ``afetch``."""
+    beside = Path(sys.executable).parent / "afetch"
+    return shlex.quote(str(beside)) if os.access(beside, os.X_OK) else "afetch"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="afetch benchmark against curl --parallel, ab and plain-Python baselines."
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, 2 rounds (~2 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, 2 rounds (under a minute)"
+    )
     parser.add_argument(
         "--json-out", type=Path, default=DEFAULT_JSON_OUT, help=f"default: {DEFAULT_JSON_OUT}"
     )
     parser.add_argument(
-        "--afetch", default="afetch", help='command to run afetch, e.g. ".venv/bin/afetch"'
+        "--afetch",
+        default=default_afetch(),
+        help="command to run afetch (default: the afetch next to this Python, else on PATH)",
     )
     parser.add_argument(
         "--case",
@@ -459,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = (Plan.quick if args.quick else Plan.full)(args.child_timeout)
     if args.rounds is not None:
-        plan = Plan(**{**plan.__dict__, "rounds": max(1, args.rounds)})
+        plan = dataclasses.replace(plan, rounds=max(1, args.rounds))
     cases = args.case or list(CASES)
 
     try:
@@ -491,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     output: dict[str, object] = {
         "machine": info,
-        "plan": plan.__dict__,
+        "plan": dataclasses.asdict(plan),
         "command": " ".join(shlex.quote(arg) for arg in sys.argv),
         "afetch_command": args.afetch,
     }
