@@ -125,7 +125,9 @@ class RecordWriter:
         self._error: Exception | None = None  # a failed timed flush, raised by the next write
         self.written = 0
 
-    async def write(self, result: Result) -> None:
+    def write(self, result: Result) -> None:
+        """Format and queue one record. Synchronous on purpose: with no await point inside,
+        nothing can interrupt it between the first and the last byte of a record."""
         if self._error is not None:
             raise self._error
         text = self._formatter(result).encode("utf-8")

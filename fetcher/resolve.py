@@ -8,6 +8,7 @@ import socket
 from collections import OrderedDict
 
 from .errors import DNSError
+from .targets import IPV4_SHAPE
 
 # Distinct names remembered per run. A million-line input of distinct hosts must not grow
 # memory without bound; 4096 covers every repeated-host pattern seen in real host lists.
@@ -71,6 +72,8 @@ def _consume(future: asyncio.Future[list[Address]]) -> None:
 
 
 def _ip_literal(host: str) -> Address | None:
+    if ":" not in host and not IPV4_SHAPE.match(host):
+        return None  # a host name: the common case, decided without ipaddress
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

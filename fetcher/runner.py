@@ -133,9 +133,9 @@ async def _main(config: Config, lines: Lines, writer: RecordWriter, outcome: Out
 
     loop.add_signal_handler(signal.SIGTERM, terminate)
 
-    async def sink(result: Result) -> None:
+    def sink(result: Result) -> None:
         outcome.count(result)
-        await writer.write(result)
+        writer.write(result)
 
     engine = Engine(config)
     try:

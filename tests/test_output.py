@@ -88,7 +88,7 @@ def test_writer_batches_whole_lines_and_appends_to_a_file(tmp_path: Path) -> Non
 
     async def go() -> None:
         for _ in range(3):
-            await writer.write(ok_result())
+            writer.write(ok_result())
 
     asyncio.run(go())
     writer.close()
@@ -106,10 +106,9 @@ def test_writer_reports_a_closed_pipe() -> None:
     os.close(read_fd)
     pipe = os.fdopen(write_fd, "wb")
     writer = RecordWriter(format_text, stdout=pipe, line_buffered=True)
-    import asyncio
 
     with pytest.raises(OutputClosed):
-        asyncio.run(writer.write(ok_result()))
+        writer.write(ok_result())
     with contextlib.suppress(BrokenPipeError):
         pipe.close()
 
