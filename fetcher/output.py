@@ -48,8 +48,11 @@ def format_text(result: Result) -> str:
 
 def format_jsonl(result: Result) -> str:
     """One JSON object per line; all non-ASCII escaped so the line is safe anywhere."""
-    return json.dumps(result.to_record(), separators=(",", ":")) + "\n"
+    return _JSON.encode(result.to_record()) + "\n"
 
+
+# One encoder for the run: json.dumps with separators builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 FORMATS: dict[str, Formatter] = {"text": format_text, "jsonl": format_jsonl}
 

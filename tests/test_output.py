@@ -117,3 +117,13 @@ def test_console_flags_are_plain_data() -> None:
     console = Console(stdin_tty=False, stdout_tty=True, stderr_tty=False)
     assert console.stdout_tty and not console.stderr_tty
     assert isinstance(Console.detect(), Console)
+
+
+def test_rfc3339_matches_datetime_formatting() -> None:
+    import random
+    from datetime import UTC, datetime
+
+    rng = random.Random(7)
+    for epoch in [0.0, 1.9999996, 1764000000.0005, *(rng.uniform(0, 2e9) for _ in range(2000))]:
+        expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+        assert rfc3339(epoch) == expected.replace("+00:00", "Z")
