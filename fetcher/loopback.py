@@ -1,17 +1,20 @@
-"""Scripted HTTP servers on 127.0.0.1, for the demo and the test suite.
+"""Scripted HTTP servers and a tiny DNS server on 127.0.0.1, for the demo, tests and bench.
 
-Each server runs a *script* per connection: an async function given the connection's reader
-and writer. All servers of a `LoopbackHosts` share one event loop on a background thread, so
-synchronous code (the demo, the CLI tests, the benchmark) can start them and then run afetch.
+Each HTTP server runs a *script* per connection: an async function given the connection's
+reader and writer. `LoopbackDNS` answers A/AAAA queries from a dict. All servers of a
+`LoopbackHosts` share one event loop on a background thread, so synchronous code (the demo, the
+CLI tests, the benchmark) can start them and then run afetch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
+import struct
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -85,6 +88,83 @@ def delayed(data: bytes, delay: float) -> Script:
     return script
 
 
+# DNS wire format (RFC 1035 4.1): the few constants a loopback A/AAAA server needs.
+_HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
+_QTYPES = {1: "A", 28: "AAAA"}
+_QR, _AA, _RA, _RD, _OPCODE = 0x8000, 0x0400, 0x0080, 0x0100, 0x7800
+NOERROR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 2, 3, 4, 5
+
+
+class LoopbackDNS(asyncio.DatagramProtocol):
+    """A UDP DNS server answering A and AAAA queries for `records` (name -> IP addresses).
+
+    Other names get NXDOMAIN; a known name without an address of the asked family gets an empty
+    NOERROR (NODATA); names in `rcodes` get that response code; names in `silent` are never
+    answered. Answers carry TTL 0 so c-ares' own cache stays out of the way: every query a
+    client sends arrives here and is logged in `queries` as (name, "A" | "AAAA" | number).
+    UDP only: answers are small, so no client ever needs to retry over TCP.
+    """
+
+    def __init__(
+        self,
+        records: Mapping[str, Collection[str]],
+        *,
+        silent: Collection[str] = (),
+        rcodes: Mapping[str, int] | None = None,
+    ) -> None:
+        self.records = {name.lower(): list(ips) for name, ips in records.items()}
+        self.silent = {name.lower() for name in silent}
+        self.rcodes = {name.lower(): code for name, code in (rcodes or {}).items()}
+        self.queries: list[tuple[str, str | int]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def count(self, name: str) -> int:
+        """How many queries (of any type) asked for `name`."""
+        return sum(1 for queried, _ in self.queries if queried == name.lower())
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            reply = self.answer(data)
+        except (struct.error, IndexError, UnicodeDecodeError):
+            return  # not a query we can parse: drop it, as a real server would
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def answer(self, query: bytes) -> bytes | None:
+        """The response to one query message, or None to stay silent."""
+        ident, flags, qdcount, _, _, _ = _HEADER.unpack_from(query)
+        labels, offset = [], _HEADER.size
+        while length := query[offset]:
+            labels.append(query[offset + 1 : offset + 1 + length].decode("ascii"))
+            offset += 1 + length
+        qtype, _qclass = struct.unpack_from("!HH", query, offset + 1)
+        question = query[_HEADER.size : offset + 5]
+        name = ".".join(labels).lower()
+        self.queries.append((name, _QTYPES.get(qtype, qtype)))
+        if qdcount != 1 or name in self.silent:
+            return None
+
+        answers: list[bytes] = []
+        if name in self.rcodes:
+            rcode = self.rcodes[name]
+        elif name not in self.records:
+            rcode = NXDOMAIN
+        else:
+            rcode = NOERROR
+            for ip in self.records[name]:
+                packed = ipaddress.ip_address(ip).packed
+                if (qtype, len(packed)) in ((1, 4), (28, 16)):
+                    # Name as a pointer to the question (offset 12), class IN, TTL 0.
+                    answers.append(struct.pack("!HHHIH", 0xC00C, qtype, 1, 0, len(packed)))
+                    answers[-1] += packed
+        reply_flags = _QR | _AA | _RA | (flags & (_OPCODE | _RD)) | rcode
+        header = _HEADER.pack(ident, reply_flags, 1, len(answers), 0, 0)
+        return header + question + b"".join(answers)
+
+
 class LoopbackHosts:
     """A background event loop serving scripted hosts on 127.0.0.1 ephemeral ports."""
 
@@ -95,6 +175,7 @@ class LoopbackHosts:
         self._servers: list[asyncio.Server] = []
         self._handlers: set[asyncio.Task[Any]] = set()
         self._closed_ports: list[socket.socket] = []
+        self._datagrams: list[asyncio.DatagramTransport] = []
 
     def refused(self) -> int:
         """A port that refuses connections: bound (so nobody else takes it) but not listening."""
@@ -108,6 +189,17 @@ class LoopbackHosts:
         """Start a server running `script` per connection; return its port."""
         port: int = self._call(self._start(script, tls))
         return port
+
+    def serve_dns(self, server: LoopbackDNS) -> int:
+        """Start `server` on a UDP port of 127.0.0.1; return the port."""
+        port: int = self._call(self._start_dns(server))
+        return port
+
+    async def _start_dns(self, server: LoopbackDNS) -> int:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(LOOPBACK, 0))
+        self._datagrams.append(transport)
+        return int(transport.get_extra_info("sockname")[1])
 
     def _call(self, coro: Awaitable[Any]) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
@@ -137,6 +229,8 @@ class LoopbackHosts:
         async def stop() -> None:
             for server in self._servers:
                 server.close()
+            for transport in self._datagrams:
+                transport.close()
             for task in list(self._handlers):
                 task.cancel()
             await asyncio.gather(*self._handlers, return_exceptions=True)
