@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ BACKENDS = ("raw",)
 ORDERS = ("completion", "input")
 LOOPS = ("auto", "uvloop", "asyncio")
 SCHEMES = ("http", "https")
+DNS_PORT = 53
 
 
 class ConfigError(ValueError):
@@ -96,6 +98,8 @@ class Config:
     backend: str = "raw"
     order: str = "completion"
     scheme: str = "http"
+    # DNS servers (IP or IP:PORT) to ask instead of the system's; empty: resolv.conf's.
+    resolvers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -104,6 +108,30 @@ class Config:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
         if self.scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
+        for resolver in self.resolvers:
+            parse_nameserver(resolver)
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """(ip, port) from a --resolver value: IPv4, IPv4:PORT, IPv6, or [IPv6]:PORT; port 53 if
+    none is given. Raises ConfigError naming the value."""
+    host, colon, port = text, "", ""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        colon, port = rest[:1], rest[1:]
+        if not bracket or colon not in ("", ":"):
+            host = ""  # unbalanced, or junk after the bracket: invalid below
+    elif text.count(":") == 1:  # more than one colon: a bare IPv6 address
+        host, colon, port = text.partition(":")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"invalid resolver {text!r}: expected IP or IP:PORT") from None
+    if not colon:
+        return str(ip), DNS_PORT
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"invalid resolver {text!r}: port must be 1-65535")
+    return str(ip), int(port)
 
 
 def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str, Any]:

@@ -1,36 +1,106 @@
-"""Name resolution for the raw backend: IP literals skip DNS, names are cached per run."""
+"""Name resolution for the raw backend: the hosts file, then DNS through c-ares, cached per run.
+
+Why not the event loop's getaddrinfo: it blocks, so asyncio runs it in a small thread pool and
+only that many lookups are ever in flight; a run of distinct hosts behind a slow DNS server is
+capped at a few names per second whatever --concurrency says. aiodns (c-ares) sends every query
+from one socket and waits for all of them at once.
+
+What a lookup does, in order:
+- IP literals never get here (`ip_literal`, the caller's fast path) and never query anything.
+- The hosts file (/etc/hosts), then DNS: c-ares' getaddrinfo with lookups "fb", A and AAAA
+  asked in parallel. Custom servers (--resolver) replace resolv.conf's nameservers only: the
+  hosts file is still read first, as curl --dns-servers does, so a pinned name stays pinned.
+- IPv4 addresses first, then IPv6: the raw backend tries them in order, and a broken IPv6
+  route is the more common failure.
+- Answers are cached for the run in a bounded LRU (TTLs are not tracked: a run is minutes, not
+  days); concurrent lookups of one name share one query; failures are not cached.
+
+Without aiodns (a platform without c-ares wheels) the loop's getaddrinfo does the work: same
+answers, lower ceiling, and no custom servers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
+from .config import ConfigError, parse_nameserver
 from .errors import DNSError
 from .targets import IPV4_SHAPE
 
 # Distinct names remembered per run. A million-line input of distinct hosts must not grow
 # memory without bound; 4096 covers every repeated-host pattern seen in real host lists.
 CACHE_SIZE = 4096
+# c-ares waits DNS_TIMEOUT for a server's first answer, about twice that for the retry, and
+# tries each server DNS_TRIES times: a silent server costs ~6 s, inside the 10 s default total
+# timeout, while one lost UDP packet is retried within 2 s. Once servers have answered, c-ares
+# shortens the wait to their measured latency.
+DNS_TIMEOUT = 2.0
+DNS_TRIES = 2
 
 Address = tuple[int, str]  # (address family, IP address)
 _INET, _INET6 = int(socket.AF_INET), int(socket.AF_INET6)
 
+# c-ares status (aiodns.error constant name) -> the reason shown after "cannot resolve HOST: ".
+_ARES_REASONS = {
+    "ARES_ENOTFOUND": "domain name not found",  # NXDOMAIN
+    "ARES_ENODATA": "no address records",  # the name exists, but has no A or AAAA record
+    "ARES_ETIMEOUT": "no answer from the DNS server",
+    "ARES_ECONNREFUSED": "DNS server unreachable",
+    "ARES_EREFUSED": "the DNS server refused the query",  # REFUSED
+    "ARES_ESERVFAIL": "DNS server failure",  # SERVFAIL
+    "ARES_ENOTIMP": "the DNS server does not implement the query",  # NOTIMP
+    "ARES_EFORMERR": "the DNS server could not parse the query",  # FORMERR
+    "ARES_EBADRESP": "malformed DNS response",
+    "ARES_EBADNAME": "invalid name",
+    "ARES_ECANCELLED": "lookup cancelled",
+    "ARES_EDESTRUCTION": "lookup cancelled",
+}
+# getaddrinfo's EAI_* codes for the same failures, so both paths tell them apart alike.
+_GAI_REASONS = {
+    socket.EAI_NONAME: "domain name not found",
+    socket.EAI_AGAIN: "no answer from the DNS server",
+    getattr(socket, "EAI_NODATA", socket.EAI_NONAME): "no address records",  # not on macOS
+}
+
 
 class Resolver:
-    """getaddrinfo through the event loop, with an LRU cache shared by concurrent lookups."""
+    """Resolves names to addresses with an LRU cache shared by concurrent lookups.
 
-    def __init__(self, cache_size: int = CACHE_SIZE) -> None:
+    `nameservers` are "IP" or "IP:PORT" strings (Config.resolvers); empty means the system's.
+    The c-ares channel binds to the running event loop, so it is made on the first lookup and
+    released by `aclose()`, both inside that loop.
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[str] = (),
+        *,
+        cache_size: int = CACHE_SIZE,
+        timeout: float = DNS_TIMEOUT,
+        tries: int = DNS_TRIES,
+    ) -> None:
+        servers = [parse_nameserver(server) for server in nameservers]
+        require_async_dns(nameservers)
+        # c-ares' server syntax: ip:port, [ipv6]:port.
+        self._servers = [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in servers]
+        self._timeout = timeout
+        self._tries = tries
         self._cache: OrderedDict[str, asyncio.Future[list[Address]]] = OrderedDict()
         self._cache_size = cache_size
+        self._lookup: _Lookup | None = None
 
     async def resolve(self, host: str) -> list[Address]:
+        """The addresses of `host`, IPv4 first; raises DNSError."""
         literal = ip_literal(host)
         if literal is not None:
             return literal
         future = self._cache.get(host)
         if future is None:
-            future = asyncio.ensure_future(self._lookup(host))
+            future = asyncio.ensure_future(self._query(host))
             # Mark the outcome as seen even if every waiter was cancelled meanwhile.
             future.add_done_callback(_consume)
             self._cache[host] = future
@@ -47,23 +117,107 @@ class Resolver:
                 del self._cache[host]
             raise
 
-    @staticmethod
-    async def _lookup(host: str) -> list[Address]:
+    @property
+    def uses_async_dns(self) -> bool:
+        """True once lookups go through c-ares, False on the getaddrinfo fallback."""
+        return isinstance(self._lookup, _AresLookup)
+
+    async def _query(self, host: str) -> list[Address]:
+        if self._lookup is None:
+            self._lookup = _make_lookup(self._servers, self._timeout, self._tries)
+        return _ipv4_first(await self._lookup(host), host)
+
+    async def aclose(self) -> None:
+        """Release the c-ares channel and forget the cache; a later lookup starts afresh."""
+        lookup, self._lookup = self._lookup, None
+        self._cache.clear()
+        if lookup is not None:
+            await lookup.aclose()
+
+
+class _Lookup(Protocol):
+    """One uncached lookup: the addresses of a name, in any order, possibly repeated."""
+
+    async def __call__(self, host: str) -> Iterable[Address]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _AresLookup:
+    """c-ares through aiodns: the hosts file, then the configured or system DNS servers."""
+
+    def __init__(self, servers: Sequence[str], timeout: float, tries: int) -> None:
+        import aiodns
+
+        self._resolver = aiodns.DNSResolver(
+            servers,
+            loop=asyncio.get_running_loop(),
+            timeout=timeout,
+            tries=tries,
+            lookups="fb",  # files (the hosts file), then bind (DNS), whatever nsswitch says
+        )
+        self._error = aiodns.error.DNSError
+        self._reasons = {getattr(aiodns.error, name): text for name, text in _ARES_REASONS.items()}
+
+    async def __call__(self, host: str) -> Iterable[Address]:
+        try:
+            result = await self._resolver.getaddrinfo(host, type=socket.SOCK_STREAM)
+        except self._error as exc:
+            code = exc.args[0] if exc.args else None
+            reason = self._reasons.get(code) or str(exc.args[-1] if exc.args else exc).lower()
+            raise DNSError(f"cannot resolve {host}: {reason}", "dns") from None
+        return [(int(node.family), node.addr[0].decode()) for node in result.nodes]
+
+    async def aclose(self) -> None:
+        await self._resolver.close()
+
+
+class _ThreadLookup:
+    """The event loop's getaddrinfo: a blocking call in the loop's thread pool."""
+
+    async def __call__(self, host: str) -> Iterable[Address]:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise DNSError(f"cannot resolve {host}: {exc.strerror}", "dns") from None
+            reason = _GAI_REASONS.get(exc.errno) or exc.strerror
+            raise DNSError(f"cannot resolve {host}: {reason}", "dns") from None
         except UnicodeError:
             raise DNSError(f"cannot resolve {host}: invalid name", "dns") from None
-        addresses: list[Address] = []
-        for family, _, _, _, sockaddr in infos:
-            address = (int(family), str(sockaddr[0]))
-            if address not in addresses:
-                addresses.append(address)
-        if not addresses:
-            raise DNSError(f"cannot resolve {host}: no addresses", "dns")
-        return addresses
+        return [(int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
+
+    async def aclose(self) -> None:
+        """Nothing held: the loop owns its thread pool."""
+
+
+def async_dns_available() -> bool:
+    """Whether aiodns (and the c-ares library under it) imports on this platform."""
+    try:
+        import aiodns  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_async_dns(nameservers: Sequence[str]) -> None:
+    """Raise ConfigError if custom DNS servers are asked for but aiodns is missing: the
+    getaddrinfo fallback can only ask the system's servers."""
+    if nameservers and not async_dns_available():
+        raise ConfigError("--resolver needs aiodns, which is not installed (pip install aiodns)")
+
+
+def _make_lookup(servers: Sequence[str], timeout: float, tries: int) -> _Lookup:
+    if async_dns_available():
+        return _AresLookup(servers, timeout, tries)
+    return _ThreadLookup()
+
+
+def _ipv4_first(addresses: Iterable[Address], host: str) -> list[Address]:
+    """Distinct addresses, IPv4 before IPv6, each family in the resolver's order."""
+    unique = list(dict.fromkeys(addresses))
+    if not unique:
+        raise DNSError(f"cannot resolve {host}: no address records", "dns")
+    return sorted(unique, key=lambda address: address[0] != _INET)
 
 
 def _consume(future: asyncio.Future[list[Address]]) -> None:

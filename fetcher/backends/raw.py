@@ -110,8 +110,11 @@ class RawBackend(Backend):
         self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
         self._ssl = make_ssl_context(request.verify, request.cafile)
         self._ssl.set_alpn_protocols(["http/1.1"])
-        self._resolver = Resolver()
+        self._resolver = Resolver(config.resolvers)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
+
+    async def aclose(self) -> None:
+        await self._resolver.aclose()
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
         trace.phase = "dns"
