@@ -7,9 +7,10 @@ from one socket and waits for all of them at once.
 
 What a lookup does, in order:
 - IP literals never get here (`ip_literal`, the caller's fast path) and never query anything.
-- The hosts file (/etc/hosts), then DNS: c-ares' getaddrinfo with lookups "fb", A and AAAA
-  asked in parallel. Custom servers (--resolver) replace resolv.conf's nameservers only: the
-  hosts file is still read first, as curl --dns-servers does, so a pinned name stays pinned.
+- The hosts file (/etc/hosts), then DNS: c-ares' getaddrinfo, A and AAAA asked in parallel,
+  in the order nsswitch.conf gives (files, then DNS, where it says nothing). Custom servers
+  (--resolver) replace resolv.conf's nameservers only: the hosts file is still read first, as
+  curl --dns-servers does, so a pinned name stays pinned.
 - IPv4 addresses first, then IPv6: the raw backend tries them in order, and a broken IPv6
   route is the more common failure.
 - Answers are cached for the run in a bounded LRU (TTLs are not tracked: a run is minutes, not
@@ -154,7 +155,10 @@ class _AresLookup:
             loop=asyncio.get_running_loop(),
             timeout=timeout,
             tries=tries,
-            lookups="fb",  # files (the hosts file), then bind (DNS), whatever nsswitch says
+            # No `lookups="fb"` here although that is the order wanted: pycares 5.2 frees
+            # that option's buffer before c-ares copies it, and a garbled order without "b"
+            # fails every lookup at once with ECONNREFUSED. c-ares takes the order from
+            # nsswitch.conf ("hosts: files dns"), and defaults to files then DNS without it.
         )
         self._error = aiodns.error.DNSError
         self._reasons = {getattr(aiodns.error, name): text for name, text in _ARES_REASONS.items()}
