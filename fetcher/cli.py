@@ -161,6 +161,14 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     help="Seconds for the TCP connect plus TLS handshake.",
 )
 @click.option(
+    "--resolver",
+    "resolvers",
+    multiple=True,
+    metavar="IP[:PORT]",
+    help="DNS server to ask instead of the system's; the hosts file is still read first. "
+    "Repeatable.",
+)
+@click.option(
     "--backend",
     type=click.Choice(BACKENDS),
     default="raw",
@@ -222,6 +230,7 @@ def afetch(
     concurrency: int,
     timeout: float,
     connect_timeout: float,
+    resolvers: tuple[str, ...],
     backend: str,
     loop: str,
     output_format: str,
@@ -240,6 +249,7 @@ def afetch(
     from . import runner
     from .inputs import STDIN, read_lines
     from .output import FORMATS, Console, RecordWriter
+    from .resolve import require_async_dns
 
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE: the file it resumes")
@@ -260,7 +270,9 @@ def afetch(
             backend=backend,
             order=order,
             scheme=scheme,
+            resolvers=resolvers,
         )
+        require_async_dns(config.resolvers)
         factory = runner.loop_factory(loop)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

@@ -100,8 +100,9 @@ class LoopbackDNS(asyncio.DatagramProtocol):
 
     Other names get NXDOMAIN; a known name without an address of the asked family gets an empty
     NOERROR (NODATA); names in `rcodes` get that response code; names in `silent` are never
-    answered. Answers carry TTL 0 so c-ares' own cache stays out of the way: every query a
-    client sends arrives here and is logged in `queries` as (name, "A" | "AAAA" | number).
+    answered. Every query that arrives is logged in `queries` as (name, "A" | "AAAA" | number).
+    Answers carry TTL 0 so c-ares' own cache keeps none of them (it does keep an empty NODATA
+    answer for a while: count the queries of a type the name has).
     UDP only: answers are small, so no client ever needs to retry over TCP.
     """
 
@@ -118,9 +119,10 @@ class LoopbackDNS(asyncio.DatagramProtocol):
         self.queries: list[tuple[str, str | int]] = []
         self.transport: asyncio.DatagramTransport | None = None
 
-    def count(self, name: str) -> int:
-        """How many queries (of any type) asked for `name`."""
-        return sum(1 for queried, _ in self.queries if queried == name.lower())
+    def count(self, name: str, qtype: str | None = None) -> int:
+        """How many queries asked for `name` (of type `qtype`, or of any type)."""
+        name = name.lower()
+        return sum(1 for q in self.queries if q[0] == name and qtype in (None, q[1]))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
