@@ -93,6 +93,7 @@ _HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arco
 _QTYPES = {1: "A", 28: "AAAA"}
 _QR, _AA, _RA, _RD, _OPCODE = 0x8000, 0x0400, 0x0080, 0x0100, 0x7800
 NOERROR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 2, 3, 4, 5
+DNS_RECEIVE_BUFFER = 4 << 20
 
 
 class LoopbackDNS(asyncio.DatagramProtocol):
@@ -112,10 +113,12 @@ class LoopbackDNS(asyncio.DatagramProtocol):
         *,
         silent: Collection[str] = (),
         rcodes: Mapping[str, int] | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.records = {name.lower(): list(ips) for name, ips in records.items()}
         self.silent = {name.lower() for name in silent}
         self.rcodes = {name.lower(): code for name, code in (rcodes or {}).items()}
+        self.delay = delay  # seconds before each answer: a distant or slow server
         self.queries: list[tuple[str, str | int]] = []
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -132,7 +135,11 @@ class LoopbackDNS(asyncio.DatagramProtocol):
             reply = self.answer(data)
         except (struct.error, IndexError, UnicodeDecodeError):
             return  # not a query we can parse: drop it, as a real server would
-        if reply is not None and self.transport is not None:
+        if reply is None or self.transport is None:
+            return
+        if self.delay:
+            asyncio.get_running_loop().call_later(self.delay, self.transport.sendto, reply, addr)
+        else:
             self.transport.sendto(reply, addr)
 
     def answer(self, query: bytes) -> bytes | None:
@@ -192,14 +199,20 @@ class LoopbackHosts:
         port: int = self._call(self._start(script, tls))
         return port
 
-    def serve_dns(self, server: LoopbackDNS) -> int:
-        """Start `server` on a UDP port of 127.0.0.1; return the port."""
-        port: int = self._call(self._start_dns(server))
-        return port
+    def serve_dns(self, server: LoopbackDNS, host: str = LOOPBACK, port: int = 0) -> int:
+        """Start `server` on UDP `host`:`port` (an ephemeral port by default); return the port."""
+        bound: int = self._call(self._start_dns(server, host, port))
+        return bound
 
-    async def _start_dns(self, server: LoopbackDNS) -> int:
+    async def _start_dns(self, server: LoopbackDNS, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(LOOPBACK, 0))
+        transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(host, port))
+        # A client with hundreds of lookups in flight sends them in one burst; the default
+        # receive buffer (~200 KB, about 1 KB of it per datagram) would drop the tail, and the
+        # client would wait out its retry timeout. The kernel caps this at net.core.rmem_max.
+        transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, DNS_RECEIVE_BUFFER
+        )
         self._datagrams.append(transport)
         return int(transport.get_extra_info("sockname")[1])
 

@@ -165,6 +165,26 @@ def test_concurrent_lookups_of_one_name_share_one_query(dns: LoopbackDNS) -> Non
     assert dns.count("www.afetch.test", "A") == 1
 
 
+def test_lookups_of_distinct_names_overlap(hosts: LoopbackHosts) -> None:
+    names = [f"n{i}.afetch.test" for i in range(50)]
+    slow = LoopbackDNS(dict.fromkeys(names, ["127.0.0.1"]), delay=0.3)
+    port = hosts.serve_dns(slow)
+
+    async def all_at_once() -> list[list[Address]]:
+        resolver = Resolver([f"127.0.0.1:{port}"], timeout=5, tries=1)
+        try:
+            return await asyncio.gather(*(resolver.resolve(name) for name in names))
+        finally:
+            await resolver.aclose()
+
+    started = time.monotonic()
+    results = run(all_at_once())
+    elapsed = time.monotonic() - started
+    assert all(result == [(V4, "127.0.0.1")] for result in results)
+    assert 0.3 <= elapsed < 5  # one server delay, not fifty of them (15 s) in a row
+    assert len(slow.queries) == 100
+
+
 def test_the_cache_is_bounded(dns: LoopbackDNS) -> None:
     names = ["www.afetch.test", "dual.afetch.test", "other.afetch.test"]
     run(resolve(dns, *names, "other.afetch.test", "www.afetch.test", cache_size=2))
