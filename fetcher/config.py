@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,16 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .models import CSV_COLUMNS, RECORD_FIELDS
 
 DEFAULT_CONCURRENCY = 100
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_USER_AGENT = f"afetch/{__version__}"
 DEFAULT_ACCEPT = "*/*"
+DEFAULT_MAX_REDIRECTS = 10
 METHODS = ("GET", "HEAD")
 BACKENDS = ("raw",)
 ORDERS = ("completion", "input")
-SCHEMES = ("http", "https")
+SCHEMES = ("http", "https", "auto")
+HTTP_VERSIONS = ("1.1", "1.0")
+FORMATS = ("text", "jsonl", "csv")
+# The most ports one --ports list may name: every TCP port once.
+MAX_PORT = 65535
 
 
 class ConfigError(ValueError):
@@ -45,10 +52,19 @@ class Limits:
     """How much runs at once. `reorder_window` bounds results held back by --order input."""
 
     concurrency: int = DEFAULT_CONCURRENCY
+    per_host: int = 0  # concurrent requests to one host:port; 0 = no cap
+    rate: float = 0.0  # new requests per second over the whole run; 0 = no cap
+    retries: int = 0  # extra tries after a connection error or timeout
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.per_host < 0:
+            raise ConfigError(f"per-host must be 0 (no cap) or more, got {self.per_host}")
+        if not self.rate >= 0:
+            raise ConfigError(f"rate must be 0 (no cap) or positive, got {self.rate}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be 0 or more, got {self.retries}")
 
     @property
     def reorder_window(self) -> int:
@@ -66,10 +82,16 @@ class Request:
     verify: bool = True
     cafile: str | None = None
     http_version: str = "1.1"
+    follow_redirects: bool = False
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.http_version not in HTTP_VERSIONS:
+            raise ConfigError(f"http version must be 1.1 or 1.0, got {self.http_version!r}")
+        if self.max_redirects < 0:
+            raise ConfigError(f"max-redirects must be 0 or more, got {self.max_redirects}")
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in value for c in "\r\n"):
                 raise ConfigError(f"invalid header {name!r}")
@@ -86,15 +108,106 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSet:
+    """Status codes and classes such as ``200,3xx``: what --match-status and --filter-status
+    take. Empty matches nothing."""
+
+    codes: frozenset[int] = frozenset()
+    classes: frozenset[int] = frozenset()  # 3 for 3xx
+
+    @classmethod
+    def parse(cls, text: str) -> StatusSet:
+        codes: set[int] = set()
+        classes: set[int] = set()
+        for item in _items(text):
+            word = item.lower()
+            if re.fullmatch(r"[1-5]xx", word):
+                classes.add(int(word[0]))
+            elif re.fullmatch(r"[1-5][0-9][0-9]", word):
+                codes.add(int(word))
+            else:
+                raise ConfigError(f"invalid status {item!r} (expected e.g. 200, 404 or 3xx)")
+        return cls(frozenset(codes), frozenset(classes))
+
+    def __bool__(self) -> bool:
+        return bool(self.codes or self.classes)
+
+    def __contains__(self, status: object) -> bool:
+        return isinstance(status, int) and (status in self.codes or status // 100 in self.classes)
+
+
+def parse_ports(text: str) -> tuple[int, ...]:
+    """``80,443,8080-8090`` -> the ports in the order given, each once."""
+    ports: dict[int, None] = {}  # an ordered set
+    for item in _items(text):
+        low, dash, high = item.partition("-")
+        if not (low.isdigit() and (high.isdigit() if dash else True)):
+            raise ConfigError(f"invalid port {item!r} (expected e.g. 80, 443 or 8080-8090)")
+        first, last = int(low), int(high) if dash else int(low)
+        if not 1 <= first <= last <= MAX_PORT:
+            raise ConfigError(f"invalid port range {item!r} (ports are 1-{MAX_PORT})")
+        ports.update(dict.fromkeys(range(first, last + 1)))
+    return tuple(ports)
+
+
+def _items(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    return [item for item in items if item]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What is written and shown: format and fields, status filters, progress and summary.
+
+    `fields` empty means every field of the format, in its documented order. The names a
+    format offers are checked here, so a typo is a usage error before any fetch starts.
+    """
+
+    format: str = "text"
+    fields: tuple[str, ...] = ()
+    match_status: StatusSet = field(default_factory=StatusSet)
+    filter_status: StatusSet = field(default_factory=StatusSet)
+    progress: bool = True  # a live line on stderr, when stderr is a terminal
+    stats: bool = False  # a summary on stderr at the end
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"format must be one of {', '.join(FORMATS)}")
+        if self.fields:
+            known = field_names(self.format)
+            if not known:
+                raise ConfigError("--fields applies to --format jsonl and csv only")
+            unknown = [name for name in self.fields if name not in known]
+            if unknown:
+                raise ConfigError(
+                    f"unknown field {unknown[0]!r} for --format {self.format}"
+                    f" (choose from {', '.join(known)})"
+                )
+
+    def shows(self, status_code: int | None) -> bool:
+        """Whether a record with this status (None: a failed fetch) is written."""
+        if self.match_status and status_code not in self.match_status:
+            return False
+        return status_code is None or status_code not in self.filter_status
+
+
+def field_names(format_name: str) -> tuple[str, ...]:
+    """The fields --fields may choose from for a format (none for text)."""
+    return {"jsonl": RECORD_FIELDS, "csv": CSV_COLUMNS}.get(format_name, ())
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
-    """Everything the engine and backends need for a run."""
+    """Everything a run needs: the engine and backends read all but `output`."""
 
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     request: Request = field(default_factory=Request)
+    output: Output = field(default_factory=Output)
     backend: str = "raw"
     order: str = "completion"
-    scheme: str = "http"
+    scheme: str = "http"  # for targets given without one; auto = https, else http
+    ports: tuple[int, ...] = ()  # each bare host becomes one target per port
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -103,6 +216,9 @@ class Config:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
         if self.scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
+        for port in self.ports:
+            if not 1 <= port <= MAX_PORT:
+                raise ConfigError(f"port out of range: {port}")
 
 
 def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str, Any]:

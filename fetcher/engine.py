@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import random
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -21,17 +22,45 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
 )
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
+from dataclasses import replace
+from urllib.parse import urljoin, urlsplit
 
 from .backends import Backend, create_backend
 from .config import Config
-from .errors import FetchError, FetchTimeout, InvalidInput, ProtocolError
-from .models import Result, Trace
-from .targets import Target, is_skipped, parse_target
+from .errors import (
+    ConnectError,
+    FetchError,
+    FetchTimeout,
+    InvalidInput,
+    ProtocolError,
+    TLSError,
+    TooManyRedirects,
+)
+from .http1 import ResponseHead
+from .models import Redirect, Result, Trace
+from .pacing import PerHostLimiter, RateLimiter
+from .targets import DEFAULT_PORTS, Target, is_skipped, parse_target
 
 Sink = Callable[[Result], Awaitable[None]]
 Lines = Iterable[str] | AsyncIterable[str]
+
+# Statuses whose Location -L follows. 300 Multiple Choices and 304 Not Modified are answers.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Retry backoff: the n-th retry waits about RETRY_BASE * 2**n seconds, capped at RETRY_CAP.
+# Half a second first is long enough for a dropped SYN or a restarting server, and the cap
+# keeps --retries 10 from stalling a slot for minutes.
+RETRY_BASE = 0.5
+RETRY_CAP = 10.0
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number `retry` (0-based): exponential, with "equal jitter" (half
+    fixed, half random) so many targets failing together do not come back in lockstep."""
+    delay = min(RETRY_CAP, RETRY_BASE * 2.0**retry)
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class Engine:
@@ -43,35 +72,120 @@ class Engine:
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Future[None]] = set()
+        limits = config.limits
+        self._rate = RateLimiter(limits.rate) if limits.rate else None
+        self._per_host = PerHostLimiter(limits.per_host) if limits.per_host else None
+        # Targets without a scheme are tried with https first under --scheme auto.
+        self._default_scheme = "https" if config.scheme == "auto" else config.scheme
 
     async def fetch(self, target: Target, index: int = -1) -> Result:
-        """Fetch one target under the total deadline; never raises for a failed fetch."""
-        config = self.config
-        method = config.request.method
-        trace = Trace()
-        result = Result(target.input, target, method, self.backend.name, index=index)
+        """Fetch one target: scheme probing, retries and redirects, each request through the
+        backend under the total deadline. Never raises for a failed fetch."""
+        result = Result(
+            target.input, target, self.config.request.method, self.backend.name, index=index
+        )
         try:
-            head = await asyncio.wait_for(
-                self.backend.fetch(target, trace), timeout=config.timeouts.total
-            )
+            head = await self._follow(target, result)
         except FetchError as exc:
             result.error = exc
-        except TimeoutError:
-            seconds = config.timeouts.total
-            what = "no response headers" if trace.phase == "read" else f"{trace.phase} not done"
-            result.error = FetchTimeout(f"{what} within {seconds:g} s", trace.phase)
-        except Exception as exc:  # a bug in a backend must cost one record, not the run
-            result.error = ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read")
         else:
             result.status_code = head.status_code
             result.reason = head.reason
             result.http_version = head.http_version
             result.headers = head.headers
-        result.host_ip = trace.host_ip
-        trace.mark("total", trace.started)
-        result.timings = trace.timings
         result.timestamp = time.time()
         return result
+
+    async def _follow(self, target: Target, result: Result) -> ResponseHead:
+        """The first request (probing the scheme if asked), then, with -L, one request per
+        redirect. Relative locations resolve against the URL that answered; only http and
+        https locations are followed, other ones end the chain with the 3xx as the answer."""
+        head = await self._retrying(self._probe, target, result)
+        request = self.config.request
+        if not request.follow_redirects:
+            return head
+        current = result.final_target or target
+        while head.status_code in REDIRECT_STATUSES:
+            location = next((v for k, v in head.headers if k.lower() == "location"), None)
+            if location is None:
+                break
+            url = urljoin(current.url, location.strip())
+            if urlsplit(url).scheme.lower() not in DEFAULT_PORTS:
+                break
+            if len(result.redirects) >= request.max_redirects:
+                raise TooManyRedirects(
+                    f"more than {request.max_redirects} redirects (last to {url})", "redirect"
+                )
+            try:
+                hop = replace(parse_target(url), input=target.input)
+            except InvalidInput as exc:
+                raise ProtocolError(
+                    f"cannot follow Location {location!r}: {exc.message}", "redirect"
+                ) from None
+            result.redirects.append(Redirect(current.url, head.status_code, location))
+            head = await self._retrying(self._request, hop, result)
+            current = hop
+        return head
+
+    async def _probe(self, target: Target, result: Result) -> ResponseHead:
+        """--scheme auto: https first; http only if https could not connect or shake hands
+        (a timeout or an HTTP answer is an answer from https, and stands)."""
+        if self.config.scheme != "auto" or target.explicit_scheme:
+            return await self._request(target, result)
+        try:
+            return await self._request(target, result)
+        except (ConnectError, TLSError):
+            port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
+            return await self._request(replace(target, scheme="http", port=port), result)
+
+    async def _retrying(
+        self,
+        attempt: Callable[[Target, Result], Awaitable[ResponseHead]],
+        target: Target,
+        result: Result,
+    ) -> ResponseHead:
+        """Try again after a connection error or a timeout, with exponential backoff and jitter,
+        up to --retries times. An HTTP status, whatever it is, is an answer: never retried."""
+        retries = self.config.limits.retries
+        for tried in range(retries + 1):
+            try:
+                return await attempt(target, result)
+            except (ConnectError, FetchTimeout):
+                if tried == retries:
+                    raise
+            await asyncio.sleep(backoff(tried))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(self, target: Target, result: Result) -> ResponseHead:
+        """One request through the backend, paced by --per-host and --rate, under the total
+        deadline. The result keeps what the last request learned (peer, timings, URL)."""
+        async with self._per_host_slot(target):
+            if self._rate is not None:
+                await self._rate.acquire()
+            trace = Trace()
+            try:
+                return await asyncio.wait_for(
+                    self.backend.fetch(target, trace), timeout=self.config.timeouts.total
+                )
+            except FetchError:
+                raise
+            except TimeoutError:
+                seconds = self.config.timeouts.total
+                phase = trace.phase
+                what = "no response headers" if phase == "read" else f"{phase} not done"
+                raise FetchTimeout(f"{what} within {seconds:g} s", phase) from None
+            except Exception as exc:  # a bug in a backend must cost one record, not the run
+                raise ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read") from exc
+            finally:
+                trace.mark("total", trace.started)
+                result.host_ip = trace.host_ip
+                result.timings = trace.timings
+                result.final_target = target
+
+    def _per_host_slot(self, target: Target) -> AbstractAsyncContextManager[None]:
+        if self._per_host is None:
+            return nullcontext()
+        return self._per_host.hold((target.host, target.port))
 
     async def run(self, lines: Lines, sink: Sink) -> None:
         """Fetch every line and hand each Result to `sink`, at most `concurrency` at a time.
@@ -99,13 +213,14 @@ class Engine:
             async for line in _aiter(lines):
                 if is_skipped(line):
                     continue
-                if order is not None:
-                    await order.reserve()
-                await self._slots.acquire()
-                task = asyncio.create_task(self._one(line, index, deliver))
-                self._tasks.add(task)
-                task.add_done_callback(settle)
-                index += 1
+                for job in self._jobs(line):
+                    if order is not None:
+                        await order.reserve()
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._one(line, job, index, deliver))
+                    self._tasks.add(task)
+                    task.add_done_callback(settle)
+                    index += 1
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
         except asyncio.CancelledError:
@@ -159,15 +274,28 @@ class Engine:
     def _ordered(self) -> bool:
         return self.config.order == "input"
 
-    async def _one(self, line: str, index: int, sink: Sink) -> None:
+    def _jobs(self, line: str) -> Iterator[Target | InvalidInput]:
+        """What one input line becomes: a target, one target per --ports port for a bare host,
+        or the reason it is no target. A generator, so a long port list is never materialised."""
         try:
-            try:
-                target = parse_target(line, self.config.scheme)
-            except InvalidInput as exc:
+            target = parse_target(line, self._default_scheme)
+        except InvalidInput as exc:
+            yield exc
+            return
+        if not self.config.ports or target.explicit_port or target.explicit_scheme:
+            yield target
+            return
+        for port in self.config.ports:
+            yield replace(target, port=port, explicit_port=True)
+
+    async def _one(self, line: str, job: Target | InvalidInput, index: int, sink: Sink) -> None:
+        try:
+            if isinstance(job, InvalidInput):
                 result = Result(line.strip(), None, self.config.request.method, self.backend.name)
-                result.index, result.error = index, exc
+                result.index, result.error = index, job
             else:
-                result = await self.fetch(target, index)
+                result = await self.fetch(job, index)
+                result.expanded = bool(self.config.ports) and not job.explicit_scheme
             # Shielded: once a result exists, cancelling the run cannot lose or tear it.
             write = asyncio.ensure_future(sink(result))
             self._writes.add(write)
