@@ -136,7 +136,9 @@ class Engine:
             return await self._request(target, result)
         except (ConnectError, TLSError):
             port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
-            return await self._request(replace(target, scheme="http", port=port), result)
+            # The record's url says which scheme answered (or, if none did, was tried last).
+            result.target = fallback = replace(target, scheme="http", port=port)
+            return await self._request(fallback, result)
 
     async def _retrying(
         self,
@@ -213,11 +215,11 @@ class Engine:
             async for line in _aiter(lines):
                 if is_skipped(line):
                     continue
-                for job in self._jobs(line):
+                for job, expanded in self._jobs(line):
                     if order is not None:
                         await order.reserve()
                     await self._slots.acquire()
-                    task = asyncio.create_task(self._one(line, job, index, deliver))
+                    task = asyncio.create_task(self._one(line, job, expanded, index, deliver))
                     self._tasks.add(task)
                     task.add_done_callback(settle)
                     index += 1
@@ -274,28 +276,31 @@ class Engine:
     def _ordered(self) -> bool:
         return self.config.order == "input"
 
-    def _jobs(self, line: str) -> Iterator[Target | InvalidInput]:
-        """What one input line becomes: a target, one target per --ports port for a bare host,
-        or the reason it is no target. A generator, so a long port list is never materialised."""
+    def _jobs(self, line: str) -> Iterator[tuple[Target | InvalidInput, bool]]:
+        """What one input line becomes: a target, one target per --ports port for a bare host
+        (flagged as expanded), or the reason it is no target. A generator, so a long port list
+        is never materialised."""
         try:
             target = parse_target(line, self._default_scheme)
         except InvalidInput as exc:
-            yield exc
+            yield exc, False
             return
-        if not self.config.ports or target.explicit_port or target.explicit_scheme:
-            yield target
+        if not expands(target, self.config):
+            yield target, False
             return
         for port in self.config.ports:
-            yield replace(target, port=port, explicit_port=True)
+            yield replace(target, port=port, explicit_port=True), True
 
-    async def _one(self, line: str, job: Target | InvalidInput, index: int, sink: Sink) -> None:
+    async def _one(
+        self, line: str, job: Target | InvalidInput, expanded: bool, index: int, sink: Sink
+    ) -> None:
         try:
             if isinstance(job, InvalidInput):
                 result = Result(line.strip(), None, self.config.request.method, self.backend.name)
                 result.index, result.error = index, job
             else:
                 result = await self.fetch(job, index)
-                result.expanded = bool(self.config.ports) and not job.explicit_scheme
+                result.expanded = expanded
             # Shielded: once a result exists, cancelling the run cannot lose or tear it.
             write = asyncio.ensure_future(sink(result))
             self._writes.add(write)
@@ -303,6 +308,29 @@ class Engine:
             await asyncio.shield(write)
         finally:
             self._slots.release()
+
+
+def expands(target: Target, config: Config) -> bool:
+    """Whether --ports turns this target into one target per port: a bare host does, a line
+    that names its scheme or port does not."""
+    return bool(config.ports) and not (target.explicit_port or target.explicit_scheme)
+
+
+def targets_per_line(config: Config) -> Callable[[str], int]:
+    """How many targets (and so records) one non-blank input line makes: for the progress
+    line's total, without fetching anything."""
+    scheme = "https" if config.scheme == "auto" else config.scheme
+
+    def count(line: str) -> int:
+        if not config.ports:
+            return 1
+        try:
+            target = parse_target(line, scheme)
+        except InvalidInput:
+            return 1
+        return len(config.ports) if expands(target, config) else 1
+
+    return count
 
 
 class _InputOrder:
