@@ -31,15 +31,18 @@ class _Counts(ProgressColumn):
     def render(self, task: Task) -> Text:
         done = int(task.completed)
         total = f"/{int(task.total)}" if task.total is not None else ""
-        rate = task.speed or 0.0
+        # The rate over the whole run so far: steadier than a recent window, and what an ETA
+        # for the rest of a long, even run should go by.
+        elapsed = task.elapsed or 0.0
+        rate = done / elapsed if elapsed > 0 else 0.0
         parts = [
             f"{done}{total} done",
             f"{rate:.0f}/s",
             f"{task.fields.get('ok', 0)} ok",
             f"{task.fields.get('failed', 0)} failed",
         ]
-        remaining = task.time_remaining
-        if task.total is not None and remaining is not None:
+        if task.total is not None and rate > 0:
+            remaining = max(0.0, task.total - done) / rate
             parts.append(f"ETA {timedelta(seconds=round(remaining))}")
         return Text(" · ".join(parts))
 
