@@ -238,5 +238,19 @@ def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str
     for key, value in data.items():
         if key not in options:
             raise ConfigError(f"unknown key {key!r} in {path}")
-        defaults[options[key]] = value
+        defaults[options[key]] = _as_text(value, key, path)
     return defaults
+
+
+def _as_text(value: Any, key: str, path: str | Path) -> str | list[str]:
+    """TOML scalars as the text click parses from a command line, so a value of the wrong
+    type meets click's own checks (and messages) instead of tripping over it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, list) and all(
+        isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value
+    ):
+        return [str(item) for item in value]
+    raise ConfigError(f"{path}: key {key!r}: expected a string, number, boolean or list of strings")
