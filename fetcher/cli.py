@@ -21,6 +21,7 @@ from .config import (
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
     FORMATS,
+    LOOPS,
     METHODS,
     ORDERS,
     SCHEMES,
@@ -39,7 +40,7 @@ from .runner import ExitCode
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)
 # Options that make no sense as configured defaults (and so have no AFETCH_* variable).
-_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output"}
+_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "resume"}
 # --help shows the options in these groups, in this order; anything else goes last.
 HELP_GROUPS = {
     "Input": ("lists", "scheme", "ports"),
@@ -47,9 +48,10 @@ HELP_GROUPS = {
         "method", "headers", "user_agent", "http10", "insecure", "cacert", "timeout",
         "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend",
     ),
-    "Concurrency": ("concurrency", "per_host", "rate", "order"),
+    "Concurrency": ("concurrency", "per_host", "rate", "order", "loop"),
     "Output": (
-        "output_format", "json_output", "fields", "output", "match_status", "filter_status",
+        "output_format", "json_output", "fields", "output", "resume", "match_status",
+        "filter_status",
         "quiet", "stats",
     ),
 }  # fmt: skip
@@ -291,6 +293,12 @@ option = functools.partial(click.option, show_default=True)
     help="raw: asyncio streams; httpx: httpx.AsyncClient.",
 )
 @option(
+    "--loop",
+    type=click.Choice(LOOPS),
+    default="auto",
+    help="Event loop (auto: uvloop if installed).",
+)
+@option(
     "-c",
     "--concurrency",
     type=click.IntRange(min=1),
@@ -340,7 +348,12 @@ option = functools.partial(click.option, show_default=True)
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True),
-    help="Also append the records to FILE (whole lines only).",
+    help="Also append the records to FILE, as JSON Lines (whole lines only).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="With -o FILE: skip the targets FILE already has records for.",
 )
 @option(
     "--match-status",
@@ -392,10 +405,12 @@ def afetch(
     per_host: int,
     rate: float,
     order: str,
+    loop: str,
     output_format: str,
     json_output: bool,
     fields: tuple[str, ...],
     output: str | None,
+    resume: bool,
     match_status: StatusSet,
     filter_status: StatusSet,
     quiet: bool,
@@ -407,11 +422,17 @@ def afetch(
     arguments, from -l FILE, and from stdin when no target is given and stdin is not a terminal.
     """
     # Heavy imports wait until a run really starts: --help and --version stay fast.
+    from . import resume as resuming
     from . import runner
     from .engine import targets_per_line
     from .inputs import STDIN, count_targets, read_lines
-    from .output import Console, RecordWriter, make_format
+    from .output import Console, RecordWriter, format_jsonl, make_format
 
+    if resume and not output:
+        raise click.UsageError("--resume needs -o FILE: the file it resumes")
+    concurrency, warning = runner.fit_concurrency(concurrency)
+    if warning:
+        click.echo(f"afetch: warning: {warning}", err=True)
     try:
         config = Config(
             timeouts=Timeouts(total=timeout, connect=connect_timeout),
@@ -439,6 +460,7 @@ def afetch(
             scheme=scheme,
             ports=ports,
         )
+        factory = runner.loop_factory(loop)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -449,18 +471,24 @@ def afetch(
         lists = (STDIN,)
 
     chosen = make_format(config.output)
+    lines = read_lines(targets, lists)
     try:
+        if output:
+            resuming.repair(output)  # a torn line left by a killed run
+            if resume:
+                lines = resuming.skip_recorded(lines, resuming.recorded_inputs(output))
         writer = RecordWriter(
             chosen.formatter,
             stdout=sys.stdout.buffer,
             file_path=output,
+            file_formatter=format_jsonl,  # what --resume reads, whatever stdout shows
             line_buffered=console.stdout_tty,
             header=chosen.header,
         )
     except OSError as exc:
-        raise click.UsageError(f"cannot open {output}: {exc.strerror}") from None
+        raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
     count = functools.partial(count_targets, targets, lists, targets_per_line(config))
-    outcome = runner.run(config, read_lines(targets, lists), writer, console, count)
+    outcome = runner.run(config, lines, writer, factory, console=console, count=count)
     sys.exit(runner.exit_code(outcome))
 
 

@@ -21,6 +21,7 @@ DEFAULT_MAX_REDIRECTS = 10
 METHODS = ("GET", "HEAD")
 BACKENDS = ("raw",)
 ORDERS = ("completion", "input")
+LOOPS = ("auto", "uvloop", "asyncio")
 SCHEMES = ("http", "https", "auto")
 HTTP_VERSIONS = ("1.1", "1.0")
 FORMATS = ("text", "jsonl", "csv")

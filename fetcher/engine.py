@@ -1,6 +1,6 @@
 """The scheduler: bounded concurrency over a stream of input lines, deadlines, shielded output.
 
-    lines ──► producer ──(acquire slot)──► task: fetch under wait_for ──► shield(sink(result))
+    lines ──► producer ──(acquire slot)──► task: fetch under a timeout ──► sink(result), shielded
                                                                                  │
                                                                slot released ◄───┘
 
@@ -44,7 +44,8 @@ from .models import Redirect, Result, Trace
 from .pacing import PerHostLimiter, RateLimiter
 from .targets import DEFAULT_PORTS, Target, is_skipped, parse_target
 
-Sink = Callable[[Result], Awaitable[None]]
+# Where results go: a plain function (the CLI's writer) or a coroutine function (a queue).
+Sink = Callable[[Result], Awaitable[None] | None]
 Lines = Iterable[str] | AsyncIterable[str]
 
 # Statuses whose Location -L follows. 300 Multiple Choices and 304 Not Modified are answers.
@@ -166,9 +167,10 @@ class Engine:
                 await self._rate.acquire()
             trace = Trace()
             try:
-                return await asyncio.wait_for(
-                    self.backend.fetch(target, trace), timeout=self.config.timeouts.total
-                )
+                # asyncio.timeout is what wait_for became in 3.12: the same deadline, without
+                # wait_for's extra task per fetch on 3.11.
+                async with asyncio.timeout(self.config.timeouts.total):
+                    return await self.backend.fetch(target, trace)
             except FetchError:
                 raise
             except TimeoutError:
@@ -301,13 +303,21 @@ class Engine:
             else:
                 result = await self.fetch(job, index)
                 result.expanded = expanded
-            # Shielded: once a result exists, cancelling the run cannot lose or tear it.
-            write = asyncio.ensure_future(sink(result))
-            self._writes.add(write)
-            write.add_done_callback(self._writes.discard)
-            await asyncio.shield(write)
+            await self._deliver(sink, result)
         finally:
             self._slots.release()
+
+    async def _deliver(self, sink: Sink, result: Result) -> None:
+        """Hand a result to the sink so that cancelling the run cannot lose or tear it: a plain
+        function sink runs to completion with no await point; an async sink runs shielded, and
+        run() waits for it before returning."""
+        pending = sink(result)
+        if pending is None:
+            return
+        write = asyncio.ensure_future(pending)
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        await asyncio.shield(write)
 
 
 def expands(target: Target, config: Config) -> bool:
@@ -352,16 +362,22 @@ class _InputOrder:
         fetches that were cancelled (they were never reported, so --resume fetches them)."""
         async with self._lock:
             while self._held:
-                await self._sink(heapq.heappop(self._held)[1])
+                await _call(self._sink, heapq.heappop(self._held)[1])
 
     async def put(self, result: Result) -> None:
         heapq.heappush(self._held, (result.index, result))
         async with self._lock:
             while self._held and self._held[0][0] == self._next:
                 _, ready = heapq.heappop(self._held)
-                await self._sink(ready)
+                await _call(self._sink, ready)
                 self._next += 1
                 self._window.release()
+
+
+async def _call(sink: Sink, result: Result) -> None:
+    pending = sink(result)
+    if pending is not None:
+        await pending
 
 
 async def _aiter(lines: Lines) -> AsyncIterator[str]:

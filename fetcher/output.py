@@ -51,7 +51,11 @@ def format_text(result: Result) -> str:
 
 def format_jsonl(result: Result) -> str:
     """One JSON object per line; all non-ASCII escaped so the line is safe anywhere."""
-    return json.dumps(result.to_record(), separators=(",", ":")) + "\n"
+    return _JSON.encode(result.to_record()) + "\n"
+
+
+# One encoder for the run: json.dumps with separators builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def jsonl_formatter(fields: Sequence[str] = ()) -> Formatter:
@@ -62,7 +66,7 @@ def jsonl_formatter(fields: Sequence[str] = ()) -> Formatter:
 
     def format_fields(result: Result) -> str:
         record = result.to_record()
-        return json.dumps({name: record[name] for name in chosen}, separators=(",", ":")) + "\n"
+        return _JSON.encode({name: record[name] for name in chosen}) + "\n"
 
     return format_fields
 
@@ -168,26 +172,24 @@ class RecordWriter:
         line_buffered: bool = False,
         header: str = "",
     ) -> None:
-        """`header` is written first to stdout, and to the file if it is empty (appending to
-        a CSV file must not repeat its column row)."""
+        """`header` (CSV's column row) is written first to stdout; the file, which has its own
+        formatter, never gets it."""
         self._formatter = formatter
         self._file_formatter = file_formatter or formatter
         self._stdout = _Stream(stdout, True) if stdout is not None else None
         self._file: _Stream | None = None
         if file_path is not None:
             self._file = _Stream(open(file_path, "ab"), False)  # noqa: SIM115 - closed in close()
-        if header:
-            data = header.encode("utf-8")
-            if self._stdout is not None:
-                self._add(self._stdout, data)
-            if self._file is not None and self._file.stream.tell() == 0:
-                self._add(self._file, data)
+        if header and self._stdout is not None:
+            self._add(self._stdout, header.encode("utf-8"))
         self._line_buffered = line_buffered
         self._timer: asyncio.TimerHandle | None = None
         self._error: Exception | None = None  # a failed timed flush, raised by the next write
         self.written = 0
 
-    async def write(self, result: Result) -> None:
+    def write(self, result: Result) -> None:
+        """Format and queue one record. Synchronous on purpose: with no await point inside,
+        nothing can interrupt it between the first and the last byte of a record."""
         if self._error is not None:
             raise self._error
         text = self._formatter(result).encode("utf-8")
@@ -204,7 +206,8 @@ class RecordWriter:
             self._timer = loop.call_later(BATCH_SECONDS, self._flush_from_timer)
 
     def before_stdout(self, hook: Callable[[], None]) -> None:
-        """Call `hook` before each write to stdout (see the constructor)."""
+        """Call `hook` before each write to stdout: the progress line uses it to step out of
+        the way when stdout and stderr share a terminal."""
         if self._stdout is not None:
             self._stdout.before = hook
 

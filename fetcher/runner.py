@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .config import Config
+from .config import Config, ConfigError
 from .engine import Engine, Lines
 from .models import Result
 from .output import Console, OutputClosed, RecordWriter
@@ -60,10 +60,60 @@ def exit_code(outcome: Outcome) -> ExitCode:
     return ExitCode.FAILURES if outcome.failed else ExitCode.OK
 
 
+# File descriptors kept back from --concurrency: stdio, the output file, the event loop's own,
+# resolver threads, TLS state. One connection needs one descriptor.
+FD_RESERVE = 64
+
+
+def fit_concurrency(requested: int) -> tuple[int, str | None]:
+    """Raise the soft RLIMIT_NOFILE as far as the hard limit allows; if `requested` still does
+    not fit, return the concurrency that does and a one-line warning, so a run never fails with
+    EMFILE halfway through."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to adjust
+        return requested, None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = requested + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return requested, None
+    fitted = max(1, soft - FD_RESERVE)
+    return fitted, (
+        f"concurrency lowered from {requested} to {fitted}: the open-file limit is {soft} "
+        f"(raise it with ulimit -n)"
+    )
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to run on: uvloop when installed (auto) or asked for, else asyncio's.
+    Raises ConfigError when uvloop is asked for and missing."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            raise ConfigError(
+                "--loop uvloop: uvloop is not installed (pip install uvloop)"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def run(
     config: Config,
     lines: Lines,
     writer: RecordWriter,
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    *,
     console: Console | None = None,
     count: Counter | None = None,
 ) -> Outcome:
@@ -77,7 +127,8 @@ def run(
     outcome = Outcome()
     console = console or Console(stdin_tty=False, stdout_tty=False, stderr_tty=False)
     try:
-        asyncio.run(_main(config, lines, writer, outcome, console, count))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_main(config, lines, writer, outcome, console, count))
     except KeyboardInterrupt:
         outcome.signal = signal.SIGINT
     finally:
@@ -114,11 +165,11 @@ async def _main(
     tally = outcome.tally
     progress = _start_progress(config, outcome, writer, console, count)
 
-    async def sink(result: Result) -> None:
+    def sink(result: Result) -> None:
         shown = shows(result.status_code)
         tally.count(result, shown=shown)
         if shown:
-            await writer.write(result)
+            writer.write(result)
         if progress is not None:
             progress.update()
 

@@ -505,3 +505,19 @@ def test_bash_completion_script_and_choices() -> None:
     env = {"_AFETCH_COMPLETE": "bash_complete", "COMP_WORDS": "afetch --scheme ", "COMP_CWORD": "2"}
     result = CliRunner().invoke(afetch, [], env=env, prog_name="afetch")
     assert result.stdout.split() == ["plain,http", "plain,https", "plain,auto"]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "auto"])
+def test_event_loop_choice(ok_port: int, loop: str) -> None:
+    code, out, err = invoke("--loop", loop, "--json", f"127.0.0.1:{ok_port}")
+    assert code == 0, err
+    assert json.loads(out)["status_code"] == 200
+
+
+def test_missing_uvloop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    code, _, err = invoke("--loop", "uvloop", "x")
+    assert code == 2 and "uvloop is not installed" in err
+    from fetcher.runner import loop_factory
+
+    assert loop_factory("auto") is None  # falls back to asyncio's loop quietly

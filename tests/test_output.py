@@ -91,7 +91,7 @@ def test_writer_batches_whole_lines_and_appends_to_a_file(tmp_path: Path) -> Non
 
     async def go() -> None:
         for _ in range(3):
-            await writer.write(ok_result())
+            writer.write(ok_result())
 
     asyncio.run(go())
     writer.close()
@@ -109,10 +109,9 @@ def test_writer_reports_a_closed_pipe() -> None:
     os.close(read_fd)
     pipe = os.fdopen(write_fd, "wb")
     writer = RecordWriter(format_text, stdout=pipe, line_buffered=True)
-    import asyncio
 
     with pytest.raises(OutputClosed):
-        asyncio.run(writer.write(ok_result()))
+        writer.write(ok_result())
     with contextlib.suppress(BrokenPipeError):
         pipe.close()
 
@@ -161,23 +160,30 @@ def test_fields_choose_and_order_json_and_csv() -> None:
     assert csv_formatter(["status_code", "host"])(ok_result()) == "200,www.sohu.com\n"
 
 
-def test_csv_header_goes_to_stdout_and_only_to_an_empty_file(tmp_path: Path) -> None:
+def test_csv_header_goes_to_stdout_and_never_to_the_json_lines_file(tmp_path: Path) -> None:
     import asyncio
 
     from fetcher.config import Output
     from fetcher.output import make_format
 
     chosen = make_format(Output(format="csv", fields=("host", "status_code")))
-    out = tmp_path / "out.csv"
-    for _ in range(2):
-        stdout = io.BytesIO()
-        writer = RecordWriter(
-            chosen.formatter, stdout=stdout, file_path=str(out), header=chosen.header
-        )
-        asyncio.run(writer.write(ok_result()))
-        writer.close()
-        assert stdout.getvalue() == b"host,status_code\nwww.sohu.com,200\n"
-    assert out.read_text() == "host,status_code\nwww.sohu.com,200\nwww.sohu.com,200\n"
+    out = tmp_path / "out.jsonl"
+    stdout = io.BytesIO()
+    writer = RecordWriter(
+        chosen.formatter,
+        stdout=stdout,
+        file_path=str(out),
+        file_formatter=format_jsonl,
+        header=chosen.header,
+    )
+
+    async def go() -> None:
+        writer.write(ok_result())
+
+    asyncio.run(go())
+    writer.close()
+    assert stdout.getvalue() == b"host,status_code\nwww.sohu.com,200\n"
+    assert json.loads(out.read_text())["host"] == "www.sohu.com"
 
 
 def test_redirects_and_final_url_in_the_record() -> None:
@@ -192,3 +198,13 @@ def test_redirects_and_final_url_in_the_record() -> None:
     ]
     assert record["final_url"] == "https://www.sohu.com/"
     assert json.loads(format_jsonl(failed_result()))["final_url"] == "http://www.bad.example/"
+
+
+def test_rfc3339_matches_datetime_formatting() -> None:
+    import random
+    from datetime import UTC, datetime
+
+    rng = random.Random(7)
+    for epoch in [0.0, 1.9999996, 1764000000.0005, *(rng.uniform(0, 2e9) for _ in range(2000))]:
+        expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+        assert rfc3339(epoch) == expected.replace("+00:00", "Z")
