@@ -151,6 +151,11 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     help="raw: asyncio streams; httpx: httpx.AsyncClient.",
 )
 @click.option(
+    "--http2",
+    is_flag=True,
+    help="Offer HTTP/2 over TLS (ALPN). Needs --backend httpx and afetch[http2].",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(["text", "jsonl"]),
@@ -194,6 +199,7 @@ def afetch(
     timeout: float,
     connect_timeout: float,
     backend: str,
+    http2: bool,
     output_format: str,
     json_output: bool,
     output: str | None,
@@ -219,6 +225,7 @@ def afetch(
                 headers=headers,
                 verify=not insecure,
                 cafile=cacert,
+                http2=http2,
             ),
             backend=backend,
             order=order,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy."""
+    """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy.
+    `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only)."""
 
     method: str = "GET"
     user_agent: str = DEFAULT_USER_AGENT
@@ -65,6 +67,7 @@ class Request:
     verify: bool = True
     cafile: str | None = None
     http_version: str = "1.1"
+    http2: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -102,6 +105,13 @@ class Config:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
         if self.scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
+        if self.request.http2:
+            if self.backend != "httpx":
+                raise ConfigError("--http2 needs --backend httpx (the raw backend speaks HTTP/1.x)")
+            if importlib.util.find_spec("h2") is None:
+                raise ConfigError("--http2 needs the h2 package: pip install 'afetch[http2]'")
+        if self.backend == "httpx" and self.request.http_version != "1.1":
+            raise ConfigError("the httpx backend sends HTTP/1.1 requests only")
 
 
 def load_toml_defaults(path: str | Path, known: set[str]) -> dict[str, Any]:

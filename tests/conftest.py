@@ -70,7 +70,7 @@ def make_config(**options: object) -> Config:
         connect=float(options.pop("connect_timeout", 5.0)),  # type: ignore[arg-type]
     )
     limits = Limits(concurrency=int(options.pop("concurrency", 10)))  # type: ignore[call-overload]
-    request_keys = {"method", "verify", "cafile", "headers", "user_agent", "http_version"}
+    request_keys = {"method", "verify", "cafile", "headers", "user_agent", "http_version", "http2"}
     request = Request(**{k: options.pop(k) for k in list(options) if k in request_keys})  # type: ignore[arg-type]
     return Config(timeouts=timeouts, limits=limits, request=request, **options)  # type: ignore[arg-type]
 
@@ -78,7 +78,7 @@ def make_config(**options: object) -> Config:
 FetchOne = Callable[..., Result]
 
 
-@pytest.fixture(params=["raw"])
+@pytest.fixture(params=["raw", "httpx"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Every loopback case runs on each backend listed here."""
     return str(request.param)
