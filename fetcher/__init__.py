@@ -47,4 +47,5 @@ __all__ = [
     "TooManyRedirects",
     "__version__",
     "fetch_all",
+    "parse_target",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,20 @@ from .runner import ExitCode
 
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)
+# Options that make no sense as configured defaults.
+_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "resume"}
 
 
 class Command(click.Command):
     """A click command whose expected errors end in one line on stderr and exit 2."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs.setdefault("auto_envvar_prefix", ENV_PREFIX)
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        extra.setdefault("auto_envvar_prefix", ENV_PREFIX)
+        extra["standalone_mode"] = False
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, **extra)
         except click.exceptions.Abort:
             sys.exit(ExitCode.INTERRUPTED)
         except click.ClickException as exc:
@@ -55,13 +61,23 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
     """Eager: read option defaults from --config FILE, else the user's config file if any."""
     path = Path(value) if value else user_config_path()
     if value or path.is_file():
-        known = {p.name for p in ctx.command.params if p.name}
         try:
-            defaults = load_toml_defaults(path, known)
+            defaults = load_toml_defaults(path, config_keys(ctx.command))
         except ConfigError as exc:
             raise click.BadParameter(str(exc), ctx, param) from None
         ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def config_keys(command: click.Command) -> dict[str, str]:
+    """Long option name -> parameter name, for every option a config file may set."""
+    keys = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name and param.name not in _NOT_CONFIG:
+            for opt in param.opts:
+                if opt.startswith("--"):
+                    keys[opt[2:]] = param.name
+    return keys
 
 
 def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
@@ -168,7 +184,12 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True),
-    help="Also append the records to FILE (whole lines only).",
+    help="Also append the records to FILE, as JSON Lines (whole lines only).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="With -o FILE: skip the targets FILE already has records for.",
 )
 @click.option(
     "--order",
@@ -203,6 +224,7 @@ def afetch(
     output_format: str,
     json_output: bool,
     output: str | None,
+    resume: bool,
     order: str,
 ) -> None:
     """Fetch the HTTP response headers of every TARGET.
@@ -211,10 +233,16 @@ def afetch(
     arguments, from -l FILE, and from stdin when no target is given and stdin is not a terminal.
     """
     # Heavy imports wait until a run really starts: --help and --version stay fast.
+    from . import resume as resuming
     from . import runner
     from .inputs import STDIN, read_lines
     from .output import FORMATS, Console, RecordWriter
 
+    if resume and not output:
+        raise click.UsageError("--resume needs -o FILE: the file it resumes")
+    concurrency, warning = runner.fit_concurrency(concurrency)
+    if warning:
+        click.echo(f"afetch: warning: {warning}", err=True)
     try:
         config = Config(
             timeouts=Timeouts(total=timeout, connect=connect_timeout),
@@ -240,14 +268,22 @@ def afetch(
             raise click.UsageError("no targets: give them as arguments, with -l FILE, or on stdin")
         lists = (STDIN,)
 
-    formatter = FORMATS["jsonl" if json_output else output_format]
+    lines = read_lines(targets, lists)
     try:
+        if output:
+            resuming.repair(output)  # a torn line left by a killed run
+            if resume:
+                lines = resuming.skip_recorded(lines, resuming.recorded_inputs(output))
         writer = RecordWriter(
-            formatter, stdout_fd=1, file_path=output, line_buffered=console.stdout_tty
+            FORMATS["jsonl" if json_output else output_format],
+            stdout=sys.stdout.buffer,
+            file_path=output,
+            file_formatter=FORMATS["jsonl"],
+            line_buffered=console.stdout_tty,
         )
     except OSError as exc:
-        raise click.UsageError(f"cannot open {output}: {exc.strerror}") from None
-    outcome = runner.run(config, read_lines(targets, lists), writer)
+        raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
+    outcome = runner.run(config, lines, writer)
     sys.exit(runner.exit_code(outcome))
 
 

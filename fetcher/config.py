@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_USER_AGENT = f"afetch/{__version__}"
 DEFAULT_ACCEPT = "*/*"
 METHODS = ("GET", "HEAD")
-BACKENDS = ("raw", "httpx")
+BACKENDS = ("raw",)
 ORDERS = ("completion", "input")
 SCHEMES = ("http", "https")
 
@@ -114,9 +115,12 @@ class Config:
             raise ConfigError("the httpx backend sends HTTP/1.1 requests only")
 
 
-def load_toml_defaults(path: str | Path, known: set[str]) -> dict[str, Any]:
-    """Read a TOML file of option defaults (keys are long option names, e.g. connect-timeout)
-    into a click default_map. Unknown keys raise ConfigError naming the key."""
+def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str, Any]:
+    """Read a TOML file of option defaults into a click default_map.
+
+    Keys are long option names (``connect-timeout``); `options` maps each allowed one to its
+    parameter name. An unknown key raises ConfigError naming the key.
+    """
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -126,8 +130,7 @@ def load_toml_defaults(path: str | Path, known: set[str]) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML in {path}: {exc}") from None
     defaults: dict[str, Any] = {}
     for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in known:
+        if key not in options:
             raise ConfigError(f"unknown key {key!r} in {path}")
-        defaults[name] = value
+        defaults[options[key]] = value
     return defaults

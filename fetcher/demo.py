@@ -48,12 +48,9 @@ def main() -> int:
         ]
 
         for title, extra in (("text", []), ("JSON Lines", ["--json"])):
-            print(
-                f"\n$ afetch -t {DEMO_TIMEOUT} --cacert demo-ca.pem {' '.join(extra)} <6 demo hosts>"
-            )
-            print(
-                f"# {title}: a 200, a redirect, a TLS host, a silent host, a refused port, bad input"
-            )
+            flags = " ".join(["-t", str(DEMO_TIMEOUT), "--cacert", "demo-ca.pem", *extra])
+            print(f"\n$ afetch {flags} <the 6 demo hosts>")
+            print(f"# {title}: a 200, a redirect, TLS, a silent host, a refused port, bad input")
             sys.stdout.flush()
             status = subprocess.run([*command, *extra, *targets], check=False).returncode
             print(f"# afetch exited {status} (1: some targets failed, as they should here)")

@@ -14,7 +14,14 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from contextlib import aclosing
 
 from .backends import Backend, create_backend
@@ -118,7 +125,7 @@ class Engine:
         if failure:
             raise failure[0]
 
-    async def results(self, lines: Lines) -> AsyncIterator[Result]:
+    async def results(self, lines: Lines) -> AsyncGenerator[Result, None]:
         """The library form of run(): an async iterator of Results, in completion order (or in
         input order with Config(order="input")). Leave it early with contextlib.aclosing()
         to cancel the fetches still running."""

@@ -89,9 +89,10 @@ def map_os_error(exc: BaseException, phase: str) -> FetchError:
     if isinstance(exc, socket.gaierror):
         return DNSError(f"cannot resolve host: {exc.strerror or exc}", "dns")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSError(f"certificate verify failed: {exc.verify_message}", "tls")
+        detail = getattr(exc, "verify_message", None) or exc
+        return TLSError(f"certificate verify failed: {detail}", "tls")
     if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS failure: {exc.reason or exc}", "tls")
+        return TLSError(f"TLS failure: {getattr(exc, 'reason', None) or exc}", "tls")
     if isinstance(exc, ConnectionRefusedError):
         return ConnectionRefused("connection refused", phase)
     if isinstance(exc, ConnectionResetError):

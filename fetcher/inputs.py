@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 READ_BLOCK = 64 * 1024
 # A line longer than this is cut here (and the rest of it dropped) so a file without newlines
@@ -35,7 +36,7 @@ def _stdin_reader() -> Callable[[int], bytes]:
     try:
         return functools.partial(os.read, sys.stdin.fileno())
     except (AttributeError, OSError, ValueError):
-        stream = getattr(sys.stdin, "buffer", sys.stdin)
+        stream: Any = getattr(sys.stdin, "buffer", sys.stdin)
         read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
         return read
 

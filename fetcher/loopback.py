@@ -106,7 +106,8 @@ class LoopbackHosts:
 
     def serve(self, script: Script, tls: ssl.SSLContext | None = None) -> int:
         """Start a server running `script` per connection; return its port."""
-        return self._call(self._start(script, tls))
+        port: int = self._call(self._start(script, tls))
+        return port
 
     def _call(self, coro: Awaitable[Any]) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
@@ -128,8 +129,7 @@ class LoopbackHosts:
 
         server = await asyncio.start_server(handle, LOOPBACK, 0, ssl=tls)
         self._servers.append(server)
-        port: int = server.sockets[0].getsockname()[1]
-        return port
+        return int(server.sockets[0].getsockname()[1])
 
     def close(self) -> None:
         """Stop every server and the loop; connections still open are dropped."""

@@ -1,18 +1,17 @@
 """Writers: seed-style text and JSON Lines, to stdout and optionally appended to a file.
 
-Every record is formatted into whole lines before any byte of it is written, and lines are
-written with os.write on complete-line boundaries, so no reader (and no file left behind by a
-killed run) ever sees half a record.
+Every record is formatted into whole lines before any byte of it is written, and batches are
+written on complete-line boundaries, so no reader sees half a record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .models import Result
 
@@ -78,12 +77,12 @@ def _isatty(stream: object) -> bool:
 
 
 class _Stream:
-    """One destination: a file descriptor plus the whole lines waiting to be written to it."""
+    """One destination: a binary stream plus the whole lines waiting to be written to it."""
 
-    __slots__ = ("fd", "pending", "size", "is_stdout")
+    __slots__ = ("stream", "pending", "size", "is_stdout")
 
-    def __init__(self, fd: int, is_stdout: bool) -> None:
-        self.fd = fd
+    def __init__(self, stream: BinaryIO, is_stdout: bool) -> None:
+        self.stream = stream
         self.is_stdout = is_stdout
         self.pending: list[bytes] = []
         self.size = 0
@@ -94,15 +93,13 @@ class _Stream:
         data = b"".join(self.pending)
         self.pending.clear()
         self.size = 0
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self.fd, view)
-            except BrokenPipeError:
-                if self.is_stdout:
-                    raise OutputClosed from None
-                raise
-            view = view[written:]
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except BrokenPipeError:
+            if self.is_stdout:
+                raise OutputClosed from None
+            raise
 
 
 class RecordWriter:
@@ -112,18 +109,17 @@ class RecordWriter:
         self,
         formatter: Formatter,
         *,
-        stdout_fd: int | None = None,
+        stdout: BinaryIO | None = None,
         file_path: str | None = None,
         file_formatter: Formatter | None = None,
         line_buffered: bool = False,
     ) -> None:
         self._formatter = formatter
         self._file_formatter = file_formatter or formatter
-        self._stdout = _Stream(stdout_fd, True) if stdout_fd is not None else None
+        self._stdout = _Stream(stdout, True) if stdout is not None else None
         self._file: _Stream | None = None
         if file_path is not None:
-            fd = os.open(file_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._file = _Stream(fd, False)
+            self._file = _Stream(open(file_path, "ab"), False)  # noqa: SIM115 - closed in close()
         self._line_buffered = line_buffered
         self._timer: asyncio.TimerHandle | None = None
         self._error: Exception | None = None  # a failed timed flush, raised by the next write
@@ -174,5 +170,5 @@ class RecordWriter:
                 raise self._error
         finally:
             if self._file is not None:
-                os.close(self._file.fd)
+                self._file.stream.close()
                 self._file = None

@@ -49,6 +49,37 @@ def exit_code(outcome: Outcome) -> ExitCode:
     return ExitCode.FAILURES if outcome.failed else ExitCode.OK
 
 
+# File descriptors kept back from --concurrency: stdio, the output file, the event loop's own,
+# resolver threads, TLS state. One connection needs one descriptor.
+FD_RESERVE = 64
+
+
+def fit_concurrency(requested: int) -> tuple[int, str | None]:
+    """Raise the soft RLIMIT_NOFILE as far as the hard limit allows; if `requested` still does
+    not fit, return the concurrency that does and a one-line warning, so a run never fails with
+    EMFILE halfway through."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to adjust
+        return requested, None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = requested + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return requested, None
+    fitted = max(1, soft - FD_RESERVE)
+    return fitted, (
+        f"concurrency lowered from {requested} to {fitted}: the open-file limit is {soft} "
+        f"(raise it with ulimit -n)"
+    )
+
+
 def run(config: Config, lines: Lines, writer: RecordWriter) -> Outcome:
     """Run the engine over `lines` to completion or interruption; the writer is always flushed
     and closed. Ctrl-C and SIGTERM stop the run gracefully; a second Ctrl-C stops it at once."""

@@ -1,0 +1,79 @@
+"""Every OS, socket and ssl failure maps onto one of our kinds, with the phase it happened in."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+
+import pytest
+
+from fetcher.errors import FetchError, FetchTimeout, ProtocolError, map_exceptions, map_os_error
+
+
+def cert_error() -> ssl.SSLCertVerificationError:
+    exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    exc.verify_message = "self-signed certificate"
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "phase"),
+    [
+        pytest.param(
+            socket.gaierror(-2, "Name or service not known"), "dns-error", "dns", id="gai"
+        ),
+        pytest.param(cert_error(), "tls-error", "tls", id="cert"),
+        pytest.param(ssl.SSLError(1, "wrong version number"), "tls-error", "tls", id="ssl"),
+        pytest.param(ConnectionRefusedError(), "connection-refused", "connect", id="refused"),
+        pytest.param(ConnectionResetError(), "connection-error", "connect", id="reset"),
+        pytest.param(BrokenPipeError(), "connection-error", "connect", id="broken-pipe"),
+        pytest.param(
+            OSError(errno.EHOSTUNREACH, "No route to host"),
+            "connection-error",
+            "connect",
+            id="unreachable",
+        ),
+        pytest.param(
+            OSError(errno.EMFILE, "Too many open files"), "local-error", "connect", id="emfile"
+        ),
+        pytest.param(
+            OSError(errno.EADDRNOTAVAIL, "Cannot assign"),
+            "local-error",
+            "connect",
+            id="no-ephemeral-ports",
+        ),
+        pytest.param(
+            asyncio.IncompleteReadError(b"", 10),
+            "connection-error",
+            "connect",
+            id="incomplete-read",
+        ),
+        pytest.param(RuntimeError("odd"), "protocol-error", "connect", id="anything-else"),
+    ],
+)
+def test_map_os_error(exc: BaseException, kind: str, phase: str) -> None:
+    mapped = map_os_error(exc, "connect")
+    assert (mapped.kind, mapped.phase) == (kind, phase)
+    assert mapped.message
+
+
+def test_map_exceptions_chains_the_cause_and_passes_our_own_through() -> None:
+    with pytest.raises(FetchError) as info, map_exceptions("read"):
+        raise ConnectionResetError
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    assert info.value.phase == "read"
+    ours = ProtocolError("x", "read")
+    with pytest.raises(ProtocolError) as again, map_exceptions("read"):
+        raise ours
+    assert again.value is ours
+
+
+def test_timeout_is_also_a_builtin_timeout() -> None:
+    assert isinstance(FetchTimeout("t", "read"), TimeoutError)
+    assert FetchTimeout("t", "read").as_dict() == {
+        "kind": "timeout",
+        "phase": "read",
+        "message": "t",
+    }

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fetcher.errors import FetchTimeout
+from fetcher.models import Result, rfc3339
+from fetcher.output import Console, OutputClosed, RecordWriter, escape, format_jsonl, format_text
+from fetcher.targets import parse_target
+
+FIELDS = [
+    "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
+    "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
+]  # fmt: skip
+
+
+def ok_result(headers: list[tuple[str, str]] | None = None) -> Result:
+    result = Result("www.sohu.com", parse_target("www.sohu.com"), "GET", "raw")
+    result.status_code, result.reason, result.http_version = 200, "OK", "1.1"
+    result.headers = headers or [("Content-Type", "text/html")]
+    result.host_ip = "192.0.2.7"
+    result.timings = {"dns": 1.0, "connect": 2.0, "ttfb": 3.0, "total": 6.5}
+    return result
+
+
+def failed_result() -> Result:
+    result = Result("www.bad.example", parse_target("www.bad.example"), "GET", "raw")
+    result.error = FetchTimeout("no response headers within 10 s", "read")
+    return result
+
+
+def test_text_is_seed_style() -> None:
+    assert format_text(ok_result()) == (
+        "www.sohu.com header > HTTP/1.1 200 OK\nwww.sohu.com header > Content-Type: text/html\n"
+    )
+    assert format_text(failed_result()) == (
+        "www.bad.example error > timeout: no response headers within 10 s\n"
+    )
+
+
+def test_text_never_prints_control_bytes_raw() -> None:
+    evil = ok_result([("X-Evil", "\x1b]0;owned\x07\x9b31m\x00\x7f end\ttab")])
+    text = format_text(evil)
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text and "\x00" not in text
+    assert "\\x1b]0;owned\\x07\\x9b31m\\x00\\x7f end\\ttab" in text
+    assert escape("café ok") == "café ok"
+
+
+def test_jsonl_has_exactly_the_documented_fields() -> None:
+    line = format_jsonl(ok_result([("Set-Cookie", "a"), ("set-cookie", "b"), ("X", "1")]))
+    assert line.endswith("\n") and line.count("\n") == 1
+    record = json.loads(line)
+    assert list(record) == FIELDS
+    assert record["headers"] == {"set-cookie": ["a", "b"], "x": ["1"]}
+    assert record["port"] == 80 and record["failed"] is False and record["error"] is None
+    assert record["timings_ms"] == {
+        "dns": 1.0, "connect": 2.0, "tls": None, "ttfb": 3.0, "total": 6.5,
+    }  # fmt: skip
+    assert record["timestamp"].endswith("Z")
+
+
+def test_jsonl_error_record_and_hostile_values_stay_valid_ascii_json() -> None:
+    record = json.loads(format_jsonl(failed_result()))
+    assert record["failed"] is True
+    assert record["error"] == {
+        "kind": "timeout", "phase": "read", "message": "no response headers within 10 s",
+    }  # fmt: skip
+    hostile = format_jsonl(ok_result([("X", "\x1b[2J\x9b\u00e9")]))
+    assert hostile.isascii()
+    assert json.loads(hostile)["headers"]["x"] == ["\x1b[2J\x9b\u00e9"]
+
+
+def test_rfc3339() -> None:
+    assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_writer_batches_whole_lines_and_appends_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"earlier": true}\n')
+    read_fd, write_fd = os.pipe()
+    pipe = os.fdopen(write_fd, "wb")
+    writer = RecordWriter(format_jsonl, stdout=pipe, file_path=str(out))
+    import asyncio
+
+    async def go() -> None:
+        for _ in range(3):
+            await writer.write(ok_result())
+
+    asyncio.run(go())
+    writer.close()
+    pipe.close()
+    piped = os.read(read_fd, 1 << 20).decode()
+    os.close(read_fd)
+    assert piped.count("\n") == 3
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(line) for line in lines)
+    assert writer.written == 3
+
+
+def test_writer_reports_a_closed_pipe() -> None:
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    pipe = os.fdopen(write_fd, "wb")
+    writer = RecordWriter(format_text, stdout=pipe, line_buffered=True)
+    import asyncio
+
+    with pytest.raises(OutputClosed):
+        asyncio.run(writer.write(ok_result()))
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()
+
+
+def test_console_flags_are_plain_data() -> None:
+    console = Console(stdin_tty=False, stdout_tty=True, stderr_tty=False)
+    assert console.stdout_tty and not console.stderr_tty
+    assert isinstance(Console.detect(), Console)
