@@ -17,7 +17,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_USER_AGENT = f"afetch/{__version__}"
 DEFAULT_ACCEPT = "*/*"
 METHODS = ("GET", "HEAD")
-BACKENDS = ("raw",)
+BACKENDS = ("raw", "httpx")
 ORDERS = ("completion", "input")
 SCHEMES = ("http", "https")
 

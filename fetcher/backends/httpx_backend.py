@@ -53,6 +53,10 @@ CLOSE_GRACE = 1.0
 H2_FORBIDDEN_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
+# Every HTTP/1 response begins with this; and how much of a non-HTTP reply an error quotes
+# (the raw parser's choices).
+HTTP_PREFIX = b"HTTP/"
+SNIFF_BYTES = 24
 
 
 @dataclass(slots=True)
@@ -341,11 +345,20 @@ class _TracedNetwork(httpcore.AsyncNetworkBackend):
 
 
 class _TracedStream(httpcore.AsyncNetworkStream):
-    """A network stream that reports phases, timings and received bytes to the current fetch."""
+    """A network stream that reports phases, timings and received bytes to the current fetch.
 
-    def __init__(self, stream: httpcore.AsyncNetworkStream, deadline: float | None) -> None:
+    On an HTTP/1 connection it also checks the first bytes, as the raw parser does: a reply that
+    does not begin with "HTTP/" (an SSH or SMTP banner, a TLS alert) is a protocol error at once.
+    h11 alone would wait for a complete head that never comes, and end in a reset or a timeout.
+    """
+
+    def __init__(
+        self, stream: httpcore.AsyncNetworkStream, deadline: float | None, http1: bool = True
+    ) -> None:
         self._stream = stream
         self._deadline = deadline  # of the connect timeout, which the TLS handshake shares
+        self._first = b""  # the first bytes received, while still deciding if they are HTTP
+        self._sniffing = http1
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         probe = _probe()
@@ -355,7 +368,15 @@ class _TracedStream(httpcore.AsyncNetworkStream):
         probe.received += len(data)
         if not data:
             probe.closed = True
+        elif self._sniffing:
+            self._sniff(data)
         return data
+
+    def _sniff(self, data: bytes) -> None:
+        self._first += data[: SNIFF_BYTES - len(self._first)]
+        if not HTTP_PREFIX.startswith(self._first[: len(HTTP_PREFIX)]):
+            raise ProtocolError(f"not an HTTP response: {self._first!r}", "read")
+        self._sniffing = len(self._first) < len(HTTP_PREFIX)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         probe = _probe()
@@ -379,7 +400,9 @@ class _TracedStream(httpcore.AsyncNetworkStream):
         remaining = _remaining(self._deadline) if self._deadline is not None else timeout
         stream = await self._stream.start_tls(ssl_context, server_hostname, remaining)
         trace.mark("tls", started)
-        return _TracedStream(stream, None)
+        ssl_object = stream.get_extra_info("ssl_object")
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        return _TracedStream(stream, None, http1=alpn != "h2")  # h2 starts with binary frames
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
