@@ -129,7 +129,10 @@ def test_dripping_server_cannot_outlast_the_total_deadline(
     result = fetch(f"127.0.0.1:{port}", timeout=0.6)
     assert result.error is not None and result.error.kind == "timeout"
     # Each byte resets httpx's per-read timeout; only the engine's total deadline ends this.
-    assert (result.error.phase, result.error.message) == ("read", "no response headers within 0.6 s")
+    assert (result.error.phase, result.error.message) == (
+        "read",
+        "no response headers within 0.6 s",
+    )
     assert time.monotonic() - started < 3.0
 
 
