@@ -80,7 +80,10 @@ class HttpxBackend(Backend):
 
     name = "httpx"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, network: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
+        """`network` replaces httpcore's anyio backend under the tracing layer (for tests)."""
         super().__init__(config)
         request = config.request
         self._headers = request_headers(request)
@@ -99,7 +102,7 @@ class HttpxBackend(Backend):
             max_keepalive_connections=0,
             http1=True,
             http2=request.http2,
-            network_backend=_TracedNetwork(Resolver()),
+            network_backend=_TracedNetwork(Resolver(), network or httpcore.AnyIOBackend()),
         )
         self._client = httpx.AsyncClient(
             transport=_Transport(pool, ssl_context),
@@ -113,6 +116,8 @@ class HttpxBackend(Backend):
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
         probe = Probe(trace)
+        # Until the network backend starts resolving, the request waits for a pool slot.
+        trace.phase = "connect"
         token = _PROBE.set(probe)
         try:
             with map_httpx_exceptions(probe, self.config.timeouts):
@@ -185,7 +190,7 @@ def map_httpx_exceptions(probe: Probe, timeouts: Timeouts) -> Iterator[None]:
         yield
     except FetchError:
         raise
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict) as exc:
         raise map_httpx_error(exc, probe, timeouts) from exc
     except OSError as exc:  # not expected past httpx, but never a traceback if it happens
         raise map_os_error(exc, probe.trace.phase) from exc
@@ -206,7 +211,8 @@ def map_httpx_error(exc: Exception, probe: Probe, timeouts: Timeouts) -> FetchEr
     ProxyError                     connection-error   connect
     UnsupportedProtocol/InvalidURL invalid-input
     TooManyRedirects               too-many-redirects redirect
-    anything else                  connection-error (TransportError) or protocol-error
+    any other RequestError         connection-error   the phase it was in
+    anything else                  protocol-error     (a misuse of httpx: a bug of ours)
     """
     message = _describe(exc)
     phase = probe.trace.phase
@@ -250,9 +256,9 @@ def map_httpx_error(exc: Exception, probe: Probe, timeouts: Timeouts) -> FetchEr
         if cause is not None:
             return map_os_error(cause, phase)  # the raw backend's own mapping
         return ConnectError(message or "connection closed by peer", phase)
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, httpx.RequestError):  # TransportError and any new kind of request failure
         return ConnectError(message, phase)
-    return ProtocolError(f"{type(exc).__name__}: {message}", phase)
+    return ProtocolError(f"{type(exc).__name__}: {message}", phase)  # a misuse of httpx: a bug
 
 
 def _root_os_error(exc: BaseException) -> OSError | None:
@@ -301,9 +307,9 @@ def _probe() -> Probe:
 class _TracedNetwork(httpcore.AsyncNetworkBackend):
     """httpcore's anyio backend, with our resolver in front and the Trace kept up to date."""
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, network: httpcore.AsyncNetworkBackend) -> None:
         self._resolver = resolver
-        self._network = httpcore.AnyIOBackend()
+        self._network = network
 
     async def connect_tcp(
         self,
