@@ -40,7 +40,7 @@ from ..errors import (
     TooManyRedirects,
     map_os_error,
 )
-from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, ResponseHead, decode_field
+from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decode_field
 from ..models import Trace
 from ..resolve import Resolver
 from ..targets import Target
@@ -53,10 +53,6 @@ CLOSE_GRACE = 1.0
 H2_FORBIDDEN_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
-# Every HTTP/1 response begins with this; and how much of a non-HTTP reply an error quotes
-# (the raw parser's choices).
-HTTP_PREFIX = b"HTTP/"
-SNIFF_BYTES = 24
 
 
 @dataclass(slots=True)
@@ -80,9 +76,7 @@ class HttpxBackend(Backend):
 
     name = "httpx"
 
-    def __init__(
-        self, config: Config, network: httpcore.AsyncNetworkBackend | None = None
-    ) -> None:
+    def __init__(self, config: Config, network: httpcore.AsyncNetworkBackend | None = None) -> None:
         """`network` replaces httpcore's anyio backend under the tracing layer (for tests)."""
         super().__init__(config)
         request = config.request
@@ -152,7 +146,8 @@ def request_headers(request: Request) -> list[tuple[str, str]]:
 def response_head(response: httpx.Response, trace: Trace) -> ResponseHead:
     """The Result fields from an httpx response, decoded exactly as the raw backend does."""
     raw = response.headers.raw  # as received: names in their case, duplicates in order
-    # h11 bounds the whole head (100 KiB) but not the field count or one line's length.
+    # HTTP/1 heads have passed the HeadParser guard already; HTTP/2 ones (hpack bounds the whole
+    # list to 64 KiB) are held to the same field count and line length here.
     if len(raw) > MAX_HEADERS:
         raise ProtocolError(f"more than {MAX_HEADERS} header fields", "read")
     headers = []
@@ -353,9 +348,12 @@ class _TracedNetwork(httpcore.AsyncNetworkBackend):
 class _TracedStream(httpcore.AsyncNetworkStream):
     """A network stream that reports phases, timings and received bytes to the current fetch.
 
-    On an HTTP/1 connection it also checks the first bytes, as the raw parser does: a reply that
-    does not begin with "HTTP/" (an SSH or SMTP banner, a TLS alert) is a protocol error at once.
-    h11 alone would wait for a complete head that never comes, and end in a reset or a timeout.
+    On an HTTP/1 connection it also holds the bytes up to the final response head to afetch's
+    own limits, by feeding them to the raw backend's pure HeadParser as they arrive. h11 still
+    parses the response httpx returns; this only makes a hostile server get the same verdict on
+    both backends, as early: a banner that is not "HTTP/" fails at its first bytes (h11 would
+    wait for a head that never comes), more than MAX_INTERIM_RESPONSES 1xx heads fail (httpcore
+    skips any number), and a header section over the http1.py limits fails at the limit.
     """
 
     def __init__(
@@ -363,8 +361,8 @@ class _TracedStream(httpcore.AsyncNetworkStream):
     ) -> None:
         self._stream = stream
         self._deadline = deadline  # of the connect timeout, which the TLS handshake shares
-        self._first = b""  # the first bytes received, while still deciding if they are HTTP
-        self._sniffing = http1
+        # Until the final head is complete; then the body is none of our business.
+        self._guard: HeadParser | None = HeadParser() if http1 else None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         probe = _probe()
@@ -374,15 +372,9 @@ class _TracedStream(httpcore.AsyncNetworkStream):
         probe.received += len(data)
         if not data:
             probe.closed = True
-        elif self._sniffing:
-            self._sniff(data)
+        elif self._guard is not None and self._guard.feed(data) is not None:
+            self._guard = None  # raises ProtocolError, as on raw, before it gets here
         return data
-
-    def _sniff(self, data: bytes) -> None:
-        self._first += data[: SNIFF_BYTES - len(self._first)]
-        if not HTTP_PREFIX.startswith(self._first[: len(HTTP_PREFIX)]):
-            raise ProtocolError(f"not an HTTP response: {self._first!r}", "read")
-        self._sniffing = len(self._first) < len(HTTP_PREFIX)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         probe = _probe()
