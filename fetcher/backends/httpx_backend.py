@@ -7,8 +7,9 @@ survey needs and httpx does not give on its own:
   resolver as the raw backend, connects to the addresses in order, and reports every step to the
   fetch's Trace: phase, peer address, dns/connect/tls/ttfb timings, bytes received. It also makes
   the connect timeout cover TCP *and* TLS together, as on raw (httpcore gives each its own);
+- the same stream holds HTTP/1 bytes up to the final head to the limits of http1.py (the raw
+  backend's HeadParser), so a hostile server gets the same verdict on both backends;
 - the request is streamed and closed once the head is in: bodies are never downloaded;
-- the raw backend's header limits, checked on what h11 parsed;
 - `map_httpx_error`, the one place httpx/httpcore exceptions become FetchErrors.
 
 The engine still owns the total deadline: httpx's timeouts apply per read, so a server dripping
