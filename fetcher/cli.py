@@ -17,6 +17,7 @@ from .config import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
+    LOOPS,
     METHODS,
     ORDERS,
     SCHEMES,
@@ -172,6 +173,13 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     help="Offer HTTP/2 over TLS (ALPN). Needs --backend httpx and afetch[http2].",
 )
 @click.option(
+    "--loop",
+    type=click.Choice(LOOPS),
+    default="auto",
+    show_default=True,
+    help="Event loop: uvloop when installed (auto), or asyncio's own.",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(["text", "jsonl"]),
@@ -221,6 +229,7 @@ def afetch(
     connect_timeout: float,
     backend: str,
     http2: bool,
+    loop: str,
     output_format: str,
     json_output: bool,
     output: str | None,
@@ -259,6 +268,7 @@ def afetch(
             order=order,
             scheme=scheme,
         )
+        factory = runner.loop_factory(loop)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -283,7 +293,7 @@ def afetch(
         )
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
-    outcome = runner.run(config, lines, writer)
+    outcome = runner.run(config, lines, writer, factory)
     sys.exit(runner.exit_code(outcome))
 
 

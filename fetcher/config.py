@@ -19,6 +19,7 @@ DEFAULT_ACCEPT = "*/*"
 METHODS = ("GET", "HEAD")
 BACKENDS = ("raw", "httpx")
 ORDERS = ("completion", "input")
+LOOPS = ("auto", "uvloop", "asyncio")
 SCHEMES = ("http", "https")
 
 

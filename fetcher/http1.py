@@ -36,6 +36,7 @@ _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.DOTALL)
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HTTP_PREFIX = b"HTTP/"
 _OWS = b" \t"
+_OBS_FOLD_STARTS = (b" ", b"\t")
 
 
 @dataclass(slots=True)
@@ -143,11 +144,17 @@ def parse_head(head: bytes) -> ResponseHead:
         raise ProtocolError(f"header section larger than {MAX_HEAD_BYTES} bytes", "read")
     if b"\0" in head:
         raise ProtocolError("NUL byte in the header section", "read")
-    lines = head.split(b"\n")
+    # Whole-buffer checks run in C; the per-line loop below only splits and decodes.
+    text = head.replace(b"\r\n", b"\n")
+    if b"\r" in text:
+        raise ProtocolError("bare CR in the header section", "read")
+    lines = text.split(b"\n")
     if len(lines) > MAX_HEADERS + 1:
         raise ProtocolError(f"more than {MAX_HEADERS} header fields", "read")
-    status_line, *field_lines = (_strip_cr(line) for line in lines)
+    if max(map(len, lines)) > MAX_LINE_BYTES:
+        raise ProtocolError(f"header line longer than {MAX_LINE_BYTES} bytes", "read")
 
+    status_line = lines[0]
     match = _STATUS_LINE.match(status_line)
     if match is None:
         raise ProtocolError(f"malformed status line: {status_line[:80]!r}", "read")
@@ -157,8 +164,10 @@ def parse_head(head: bytes) -> ResponseHead:
     result = ResponseHead(f"1.{minor.decode()}", int(code), decode_field(reason or b""))
 
     fields = result.headers
-    for line in field_lines:
-        if line[:1] in (b" ", b"\t"):
+    token = _TOKEN.match
+    for i in range(1, len(lines)):
+        line = lines[i]
+        if line[:1] in _OBS_FOLD_STARTS:
             # obs-fold (RFC 9112 section 5.2): a continuation of the previous value.
             if not fields:
                 raise ProtocolError("header section starts with a folded line", "read")
@@ -166,17 +175,7 @@ def parse_head(head: bytes) -> ResponseHead:
             fields[-1] = (name, value + " " + decode_field(line.strip(_OWS)))
             continue
         raw_name, colon, raw_value = line.partition(b":")
-        if not colon or not _TOKEN.match(raw_name):
+        if not colon or not token(raw_name):
             raise ProtocolError(f"malformed header line: {line[:80]!r}", "read")
         fields.append((raw_name.decode("ascii"), decode_field(raw_value.strip(_OWS))))
     return result
-
-
-def _strip_cr(line: bytes) -> bytes:
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    if len(line) > MAX_LINE_BYTES:
-        raise ProtocolError(f"header line longer than {MAX_LINE_BYTES} bytes", "read")
-    if b"\r" in line:
-        raise ProtocolError("bare CR in the header section", "read")
-    return line

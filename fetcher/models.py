@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from .errors import FetchError
@@ -93,5 +92,13 @@ class Result:
 
 def rfc3339(epoch: float) -> str:
     """UTC timestamp with milliseconds, e.g. 2026-11-25T17:45:04.123Z."""
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    second = int(epoch)
+    micro = round((epoch - second) * 1_000_000)  # rounded as datetime does, then truncated
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    if second != _second[0]:  # thousands of records share a second: format it once
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{micro // 1000:03d}Z"
+
+
+_second: list[Any] = [None, ""]

@@ -48,8 +48,11 @@ def format_text(result: Result) -> str:
 
 def format_jsonl(result: Result) -> str:
     """One JSON object per line; all non-ASCII escaped so the line is safe anywhere."""
-    return json.dumps(result.to_record(), separators=(",", ":")) + "\n"
+    return _JSON.encode(result.to_record()) + "\n"
 
+
+# One encoder for the run: json.dumps with separators builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 FORMATS: dict[str, Formatter] = {"text": format_text, "jsonl": format_jsonl}
 
@@ -125,7 +128,9 @@ class RecordWriter:
         self._error: Exception | None = None  # a failed timed flush, raised by the next write
         self.written = 0
 
-    async def write(self, result: Result) -> None:
+    def write(self, result: Result) -> None:
+        """Format and queue one record. Synchronous on purpose: with no await point inside,
+        nothing can interrupt it between the first and the last byte of a record."""
         if self._error is not None:
             raise self._error
         text = self._formatter(result).encode("utf-8")

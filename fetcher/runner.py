@@ -6,9 +6,10 @@ import asyncio
 import enum
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .config import Config
+from .config import Config, ConfigError
 from .engine import Engine, Lines
 from .models import Result
 from .output import OutputClosed, RecordWriter
@@ -80,12 +81,35 @@ def fit_concurrency(requested: int) -> tuple[int, str | None]:
     )
 
 
-def run(config: Config, lines: Lines, writer: RecordWriter) -> Outcome:
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to run on: uvloop when installed (auto) or asked for, else asyncio's.
+    Raises ConfigError when uvloop is asked for and missing."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            raise ConfigError(
+                "--loop uvloop: uvloop is not installed (pip install uvloop)"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run(
+    config: Config,
+    lines: Lines,
+    writer: RecordWriter,
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> Outcome:
     """Run the engine over `lines` to completion or interruption; the writer is always flushed
     and closed. Ctrl-C and SIGTERM stop the run gracefully; a second Ctrl-C stops it at once."""
     outcome = Outcome()
     try:
-        asyncio.run(_main(config, lines, writer, outcome))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_main(config, lines, writer, outcome))
     except KeyboardInterrupt:
         outcome.signal = signal.SIGINT
     finally:
@@ -109,9 +133,9 @@ async def _main(config: Config, lines: Lines, writer: RecordWriter, outcome: Out
 
     loop.add_signal_handler(signal.SIGTERM, terminate)
 
-    async def sink(result: Result) -> None:
+    def sink(result: Result) -> None:
         outcome.count(result)
-        await writer.write(result)
+        writer.write(result)
 
     engine = Engine(config)
     try:

@@ -194,3 +194,19 @@ def test_closed_stdout_ends_the_run_quietly(ok_port: int) -> None:
     assert done.stdout.count(b"\n") == 1
     assert done.stderr == b"", done.stderr
     assert b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "auto"])
+def test_event_loop_choice(ok_port: int, loop: str) -> None:
+    code, out, err = invoke("--loop", loop, "--json", f"127.0.0.1:{ok_port}")
+    assert code == 0, err
+    assert json.loads(out)["status_code"] == 200
+
+
+def test_missing_uvloop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    code, _, err = invoke("--loop", "uvloop", "x")
+    assert code == 2 and "uvloop is not installed" in err
+    from fetcher.runner import loop_factory
+
+    assert loop_factory("auto") is None  # falls back to asyncio's loop quietly

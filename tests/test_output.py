@@ -88,7 +88,7 @@ def test_writer_batches_whole_lines_and_appends_to_a_file(tmp_path: Path) -> Non
 
     async def go() -> None:
         for _ in range(3):
-            await writer.write(ok_result())
+            writer.write(ok_result())
 
     asyncio.run(go())
     writer.close()
@@ -106,10 +106,9 @@ def test_writer_reports_a_closed_pipe() -> None:
     os.close(read_fd)
     pipe = os.fdopen(write_fd, "wb")
     writer = RecordWriter(format_text, stdout=pipe, line_buffered=True)
-    import asyncio
 
     with pytest.raises(OutputClosed):
-        asyncio.run(writer.write(ok_result()))
+        writer.write(ok_result())
     with contextlib.suppress(BrokenPipeError):
         pipe.close()
 
@@ -118,3 +117,13 @@ def test_console_flags_are_plain_data() -> None:
     console = Console(stdin_tty=False, stdout_tty=True, stderr_tty=False)
     assert console.stdout_tty and not console.stderr_tty
     assert isinstance(Console.detect(), Console)
+
+
+def test_rfc3339_matches_datetime_formatting() -> None:
+    import random
+    from datetime import UTC, datetime
+
+    rng = random.Random(7)
+    for epoch in [0.0, 1.9999996, 1764000000.0005, *(rng.uniform(0, 2e9) for _ in range(2000))]:
+        expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+        assert rfc3339(epoch) == expected.replace("+00:00", "Z")
