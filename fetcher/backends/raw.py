@@ -16,7 +16,7 @@ from ..deadlines import Deadlines
 from ..errors import ConnectError, FetchError, FetchTimeout, map_exceptions, map_os_error
 from ..http1 import HeadParser, ResponseHead, build_request
 from ..models import Trace
-from ..resolve import Address, Resolver
+from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
 from .base import Backend, make_ssl_context
 
@@ -101,7 +101,13 @@ class RawBackend(Backend):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         request = config.request
-        self._headers = request.header_lines()
+        # The request is the same for every target but for its path and Host: built once.
+        head = build_request(
+            request.method, "{path}", "{host}", request.header_lines(), request.http_version
+        )
+        line, _, rest = head.partition(b" {path}")
+        self._request_line = line
+        self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
         self._ssl = make_ssl_context(request.verify, request.cafile)
         self._ssl.set_alpn_protocols(["http/1.1"])
         self._resolver = Resolver()
@@ -109,13 +115,11 @@ class RawBackend(Backend):
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
         trace.phase = "dns"
-        addresses = await self._resolver.resolve(target.host)
+        addresses = ip_literal(target.host) or await self._resolver.resolve(target.host)
         now = trace.mark("dns", trace.started)
 
-        options = self.config.request
-        request = build_request(
-            options.method, target.path, target.authority, self._headers, options.http_version
-        )
+        request = b"%s %s%s" % (self._request_line, target.path.encode(), self._host_prefix)
+        request += target.authority.encode() + self._request_tail
         tls = target.scheme == "https"
         loop = asyncio.get_running_loop()
         head: asyncio.Future[ResponseHead] = loop.create_future()
@@ -189,10 +193,9 @@ class RawBackend(Backend):
         for _family, ip in addresses:
             trace.host_ip = ip
             try:
-                with map_exceptions("connect"):
-                    transport, _ = await loop.create_connection(lambda: protocol, ip, port)
-                    return transport
-            except FetchError as exc:
-                error = exc
+                transport, _ = await loop.create_connection(lambda: protocol, ip, port)
+                return transport
+            except OSError as exc:
+                error = map_os_error(exc, "connect")
         assert error is not None  # addresses is never empty
         raise error
