@@ -46,7 +46,7 @@ HELP_GROUPS = {
     "Input": ("lists", "scheme", "ports"),
     "Request": (
         "method", "headers", "user_agent", "http10", "insecure", "cacert", "timeout",
-        "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend",
+        "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend", "http2",
     ),
     "Concurrency": ("concurrency", "per_host", "rate", "order", "loop"),
     "Output": (
@@ -293,6 +293,11 @@ option = functools.partial(click.option, show_default=True)
     help="raw: asyncio streams; httpx: httpx.AsyncClient.",
 )
 @option(
+    "--http2",
+    is_flag=True,
+    help="Offer HTTP/2 over TLS (needs --backend httpx).",
+)
+@option(
     "--loop",
     type=click.Choice(LOOPS),
     default="auto",
@@ -401,6 +406,7 @@ def afetch(
     max_redirects: int,
     retries: int,
     backend: str,
+    http2: bool,
     concurrency: int,
     per_host: int,
     rate: float,
@@ -446,6 +452,7 @@ def afetch(
                 http_version="1.0" if http10 else "1.1",
                 follow_redirects=follow_redirects,
                 max_redirects=max_redirects,
+                http2=http2,
             ),
             output=Output(
                 format="jsonl" if json_output else output_format,

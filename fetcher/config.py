@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tomllib
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ DEFAULT_USER_AGENT = f"afetch/{__version__}"
 DEFAULT_ACCEPT = "*/*"
 DEFAULT_MAX_REDIRECTS = 10
 METHODS = ("GET", "HEAD")
-BACKENDS = ("raw",)
+BACKENDS = ("raw", "httpx")
 ORDERS = ("completion", "input")
 LOOPS = ("auto", "uvloop", "asyncio")
 SCHEMES = ("http", "https", "auto")
@@ -75,7 +76,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy."""
+    """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy.
+    `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only)."""
 
     method: str = "GET"
     user_agent: str = DEFAULT_USER_AGENT
@@ -85,6 +87,7 @@ class Request:
     http_version: str = "1.1"
     follow_redirects: bool = False
     max_redirects: int = DEFAULT_MAX_REDIRECTS
+    http2: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -217,6 +220,13 @@ class Config:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
         if self.scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
+        if self.request.http2:
+            if self.backend != "httpx":
+                raise ConfigError("--http2 needs --backend httpx (the raw backend speaks HTTP/1.x)")
+            if importlib.util.find_spec("h2") is None:
+                raise ConfigError("--http2 needs the h2 package: pip install 'afetch[http2]'")
+        if self.backend == "httpx" and self.request.http_version != "1.1":
+            raise ConfigError("the httpx backend sends HTTP/1.1 requests only")
         for port in self.ports:
             if not 1 <= port <= MAX_PORT:
                 raise ConfigError(f"port out of range: {port}")

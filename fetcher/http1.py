@@ -91,6 +91,11 @@ class HeadParser:
 
     def feed(self, data: bytes) -> ResponseHead | None:
         """Add bytes; return the final response head once complete, else None."""
+        if not self._buf and data.startswith(b"HTTP/1."):
+            # The usual case: a whole final head in the first read. No copying into the buffer.
+            blank = data.find(b"\r\n\r\n")
+            if blank != -1 and data[9:10] != b"1":  # the status code does not start with 1
+                return parse_head(data[:blank])
         buf = self._buf
         buf += data
         while True:

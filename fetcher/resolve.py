@@ -25,9 +25,9 @@ class Resolver:
         self._cache_size = cache_size
 
     async def resolve(self, host: str) -> list[Address]:
-        literal = _ip_literal(host)
+        literal = ip_literal(host)
         if literal is not None:
-            return [literal]
+            return literal
         future = self._cache.get(host)
         if future is None:
             future = asyncio.ensure_future(self._lookup(host))
@@ -71,11 +71,11 @@ def _consume(future: asyncio.Future[list[Address]]) -> None:
         future.exception()
 
 
-def _ip_literal(host: str) -> Address | None:
-    """The address itself if `host` is an IP literal. Targets hold validated hosts: a dotted
-    quad is IPv4, anything with a colon is IPv6, the rest are names."""
+def ip_literal(host: str) -> list[Address] | None:
+    """The address itself if `host` is an IP literal, else None (a name to resolve). Targets
+    hold validated hosts: a dotted quad is IPv4, anything with a colon is IPv6."""
     if ":" in host:
-        return (_INET6, host)
+        return [(_INET6, host)]
     if IPV4_SHAPE.match(host):
-        return (_INET, host)
+        return [(_INET, host)]
     return None

@@ -76,7 +76,7 @@ def make_config(**options: object) -> Config:
     limits = Limits(**{k: options.pop(k) for k in list(options) if k in limit_keys})  # type: ignore[arg-type]
     request_keys = {
         "method", "verify", "cafile", "headers", "user_agent", "http_version",
-        "follow_redirects", "max_redirects",
+        "follow_redirects", "max_redirects", "http2",
     }  # fmt: skip
     request = Request(**{k: options.pop(k) for k in list(options) if k in request_keys})  # type: ignore[arg-type]
     return Config(timeouts=timeouts, limits=limits, request=request, **options)  # type: ignore[arg-type]
@@ -86,7 +86,7 @@ FetchOne = Callable[..., Result]
 FetchMany = Callable[..., list[Result]]
 
 
-@pytest.fixture(params=["raw"])
+@pytest.fixture(params=["raw", "httpx"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Every loopback case runs on each backend listed here."""
     return str(request.param)

@@ -108,6 +108,7 @@ def test_output_file_appends_the_same_records(ok_port: int, tmp_path: Path) -> N
         ),
         pytest.param(["--fields", "url", "x"], "jsonl and csv only", id="fields-text"),
         pytest.param(["--http1.0=maybe", "x"], "--http1.0", id="http10-takes-no-value"),
+        pytest.param(["--http1.0", "--backend", "httpx", "x"], "HTTP/1.1", id="http10-httpx"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_two(args: list[str], message: str) -> None:

@@ -12,10 +12,11 @@ import asyncio
 import time
 
 from ..config import Config
+from ..deadlines import Deadlines
 from ..errors import ConnectError, FetchError, FetchTimeout, map_exceptions, map_os_error
 from ..http1 import HeadParser, ResponseHead, build_request
 from ..models import Trace
-from ..resolve import Address, Resolver
+from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
 from .base import Backend, make_ssl_context
 
@@ -24,19 +25,36 @@ TLS_SHUTDOWN_SECONDS = 1.0
 
 
 class _HeadProtocol(asyncio.Protocol):
-    """Feeds received bytes to a HeadParser and settles `head` with the result or the error."""
+    """Feeds received bytes to a HeadParser and settles `head` with the result or the error.
 
-    __slots__ = ("head", "transport", "parser", "trace", "sent")
+    For plain HTTP it writes the request the moment the connection is made, and it closes the
+    connection the moment the head is complete: no loop iteration is spent between the socket
+    events and the work they allow.
+    """
 
-    def __init__(self, head: asyncio.Future[ResponseHead], trace: Trace) -> None:
+    __slots__ = ("head", "transport", "parser", "trace", "request", "sent")
+
+    def __init__(
+        self, head: asyncio.Future[ResponseHead], trace: Trace, request: bytes | None
+    ) -> None:
         self.head = head
         self.trace = trace
         self.parser = HeadParser()
         self.transport: asyncio.Transport | None = None
+        self.request = request  # written on connect; None when TLS must come first
         self.sent = 0.0  # perf_counter when the request was written; 0 before
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.request is not None:
+            self.send(self.request)
+
+    def send(self, request: bytes) -> None:
+        assert self.transport is not None
+        self.trace.phase = "write"
+        self.transport.write(request)
+        self.sent = time.perf_counter()
+        self.trace.phase = "read"
 
     def data_received(self, data: bytes) -> None:
         if self.head.done():
@@ -83,40 +101,39 @@ class RawBackend(Backend):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         request = config.request
-        self._headers = request.header_lines()
+        # The request is the same for every target but for its path and Host: built once.
+        head = build_request(
+            request.method, "{path}", "{host}", request.header_lines(), request.http_version
+        )
+        line, _, rest = head.partition(b" {path}")
+        self._request_line = line
+        self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
         self._ssl = make_ssl_context(request.verify, request.cafile)
         self._ssl.set_alpn_protocols(["http/1.1"])
         self._resolver = Resolver()
+        self._connect_deadlines = Deadlines(config.timeouts.connect)
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
         trace.phase = "dns"
-        addresses = await self._resolver.resolve(target.host)
+        addresses = ip_literal(target.host) or await self._resolver.resolve(target.host)
         now = trace.mark("dns", trace.started)
 
+        request = b"%s %s%s" % (self._request_line, target.path.encode(), self._host_prefix)
+        request += target.authority.encode() + self._request_tail
+        tls = target.scheme == "https"
         loop = asyncio.get_running_loop()
         head: asyncio.Future[ResponseHead] = loop.create_future()
-        protocol = _HeadProtocol(head, trace)
+        protocol = _HeadProtocol(head, trace, None if tls else request)
         transport = await self._connect(loop, target, addresses, protocol, trace, now)
         try:
-            request = self.config.request
-            trace.phase = "write"
-            transport.write(
-                build_request(
-                    request.method,
-                    target.path,
-                    target.authority,
-                    self._headers,
-                    request.http_version,
-                )  # fmt: skip
-            )
-            protocol.sent = time.perf_counter()
-            trace.phase = "read"
+            if tls:
+                protocol.send(request)
             result = await head
+            transport.close()
+            return result
         except BaseException:
             transport.abort()
             raise
-        transport.close()
-        return result
 
     async def _connect(
         self,
@@ -130,36 +147,38 @@ class RawBackend(Backend):
         """TCP connect to the first address that answers, then TLS; both within the connect
         timeout, as curl's --connect-timeout."""
         trace.phase = "connect"
+        deadline = self._connect_deadlines.start()
         try:
-            async with asyncio.timeout(self.config.timeouts.connect):
-                transport = await self._open(loop, addresses, target.port, protocol, trace)
-                now = trace.mark("connect", started)
-                if target.scheme == "https":
-                    trace.phase = "tls"
-                    try:
-                        with map_exceptions("tls"):
-                            tls = await loop.start_tls(
-                                transport,
-                                protocol,
-                                self._ssl,
-                                server_hostname=target.host,
-                                ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
-                            )
-                    except BaseException:
-                        transport.abort()
-                        raise
-                    if tls is None:  # the peer closed during the handshake
-                        raise ConnectError("connection closed during the TLS handshake", "tls")
-                    transport = tls
-                    protocol.transport = transport
-                    trace.mark("tls", now)
-        except TimeoutError as exc:
-            if isinstance(exc, FetchError):
+            transport = await self._open(loop, addresses, target.port, protocol, trace)
+            now = trace.mark("connect", started)
+            if target.scheme == "https":
+                trace.phase = "tls"
+                try:
+                    with map_exceptions("tls"):
+                        tls = await loop.start_tls(
+                            transport,
+                            protocol,
+                            self._ssl,
+                            server_hostname=target.host,
+                            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
+                        )
+                except BaseException:
+                    transport.abort()
+                    raise
+                if tls is None:  # the peer closed during the handshake
+                    raise ConnectError("connection closed during the TLS handshake", "tls")
+                transport = tls
+                protocol.transport = transport
+                trace.mark("tls", now)
+        except asyncio.CancelledError:
+            if not self._connect_deadlines.expired(deadline):
                 raise
             seconds = self.config.timeouts.connect
             raise FetchTimeout(
                 f"{trace.phase} not done within {seconds:g} s", trace.phase
             ) from None
+        finally:
+            self._connect_deadlines.stop(deadline)
         return transport
 
     @staticmethod
@@ -174,10 +193,9 @@ class RawBackend(Backend):
         for _family, ip in addresses:
             trace.host_ip = ip
             try:
-                with map_exceptions("connect"):
-                    transport, _ = await loop.create_connection(lambda: protocol, ip, port)
-                    return transport
-            except FetchError as exc:
-                error = exc
+                transport, _ = await loop.create_connection(lambda: protocol, ip, port)
+                return transport
+            except OSError as exc:
+                error = map_os_error(exc, "connect")
         assert error is not None  # addresses is never empty
         raise error
