@@ -133,17 +133,25 @@ class Engine:
         return head
 
     async def _probe(self, target: Target, result: Result) -> ResponseHead:
-        """--scheme auto: https first; http only if https could not connect or shake hands
-        (a timeout or an HTTP answer is an answer from https, and stands)."""
+        """--scheme auto: https first; http only if https could not connect or shake hands.
+
+        A handshake that times out counts as failed: the port took the connection but does not
+        speak TLS (many plain HTTP servers wait silently for a request line that a ClientHello
+        never completes). Any other timeout, and any HTTP answer, is https's answer and stands.
+        """
         if self.config.scheme != "auto" or target.explicit_scheme:
             return await self._request(target, result)
         try:
             return await self._request(target, result)
         except (ConnectError, TLSError):
-            port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
-            # The record's url says which scheme answered (or, if none did, was tried last).
-            result.target = fallback = replace(target, scheme="http", port=port)
-            return await self._request(fallback, result)
+            pass
+        except FetchTimeout as exc:
+            if exc.phase != "tls":
+                raise
+        port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
+        # The record's url says which scheme answered (or, if none did, was tried last).
+        result.target = fallback = replace(target, scheme="http", port=port)
+        return await self._request(fallback, result)
 
     async def _retrying(
         self,

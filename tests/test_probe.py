@@ -79,6 +79,17 @@ def test_auto_does_not_fall_back_after_a_timeout(
     assert result.to_record()["url"] == f"https://localhost:{port}/"
 
 
+def test_auto_falls_back_when_the_tls_handshake_times_out(
+    hosts: LoopbackHosts, fetch: FetchOne
+) -> None:
+    script = Counting(OK)  # plain HTTP that waits for a request line a ClientHello never ends
+    port = hosts.serve(script)
+    result = fetch(f"127.0.0.1:{port}", scheme="auto", connect_timeout=0.3, timeout=3)
+    assert result.error is None and result.status_code == 200
+    assert result.to_record()["url"] == f"http://127.0.0.1:{port}/"
+    assert script.connections == 2
+
+
 def test_auto_leaves_an_explicit_scheme_alone(hosts: LoopbackHosts, fetch: FetchOne) -> None:
     port = hosts.refused()
     result = fetch(f"https://127.0.0.1:{port}/", scheme="auto")
