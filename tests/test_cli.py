@@ -210,3 +210,18 @@ def test_missing_uvloop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> Non
     from fetcher.runner import loop_factory
 
     assert loop_factory("auto") is None  # falls back to asyncio's loop quietly
+
+
+def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fetcher import runner
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "run", broken)
+    code, out, err = invoke("x")
+    assert code == 70
+    assert err == "afetch: internal error: RuntimeError: boom\n"
+    monkeypatch.setenv("AFETCH_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        invoke("x")
