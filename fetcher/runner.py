@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import os
 import signal
 from collections.abc import Callable
@@ -51,6 +52,9 @@ def exit_code(outcome: Outcome) -> ExitCode:
     return ExitCode.FAILURES if outcome.failed else ExitCode.OK
 
 
+# Allocations between young-generation collections (CPython's default is 700). Cycles are rare
+# in a run (an exception's traceback), so this costs little memory and saves much scanning.
+GC_YOUNG_THRESHOLD = 50_000
 # File descriptors kept back from --concurrency: stdio, the output file, the event loop's own,
 # resolver threads, TLS state. One connection needs one descriptor.
 FD_RESERVE = 64
@@ -108,6 +112,7 @@ def run(
     """Run the engine over `lines` to completion or interruption; the writer is always flushed
     and closed. Ctrl-C and SIGTERM stop the run gracefully; a second Ctrl-C stops it at once."""
     outcome = Outcome()
+    _tune_gc()
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_main(config, lines, writer, outcome))
@@ -149,6 +154,14 @@ async def _main(config: Config, lines: Lines, writer: RecordWriter, outcome: Out
             raise  # SIGINT: asyncio.run turns this into KeyboardInterrupt
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _tune_gc() -> None:
+    """A run allocates a few dozen short-lived objects per target, nearly all freed by reference
+    counting. Moving the objects of start-up out of the collector's sight and collecting the
+    young generation less often saved about 8% of a loopback run's time (see bench/)."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _silence_stdout() -> None:
