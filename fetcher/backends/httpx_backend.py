@@ -343,7 +343,8 @@ def _probe() -> Probe:
 
 
 class _TracedNetwork(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, with our resolver in front and the Trace kept up to date."""
+    """A network backend (AsyncioNetwork by default) with our resolver in front and the Trace
+    kept up to date."""
 
     def __init__(self, resolver: Resolver, network: httpcore.AsyncNetworkBackend) -> None:
         self._resolver = resolver
