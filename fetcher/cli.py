@@ -81,6 +81,11 @@ class Command(click.Command):
         except click.ClickException as exc:
             click.echo(f"afetch: error: {exc.format_message()}", err=True)
             sys.exit(ExitCode.USAGE)
+        except Exception as exc:  # a bug: one line for the user, the traceback on request
+            if os.environ.get("AFETCH_DEBUG"):
+                raise
+            click.echo(f"afetch: internal error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(ExitCode.INTERNAL)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Options in HELP_GROUPS sections, each one line: flags, help, default."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ class ExitCode(enum.IntEnum):
     OK = 0  # every target answered with an HTTP status
     FAILURES = 1  # at least one target failed (error record)
     USAGE = 2  # bad option, bad config file: one line on stderr
+    INTERNAL = 70  # a bug in afetch (sysexits EX_SOFTWARE): one line, AFETCH_DEBUG=1 for more
     INTERRUPTED = 130  # SIGINT (Ctrl-C), 128 + 2
     TERMINATED = 143  # SIGTERM, 128 + 15
 
@@ -60,6 +62,9 @@ def exit_code(outcome: Outcome) -> ExitCode:
     return ExitCode.FAILURES if outcome.failed else ExitCode.OK
 
 
+# Allocations between young-generation collections (CPython's default is 700). Cycles are rare
+# in a run (an exception's traceback), so this costs little memory and saves much scanning.
+GC_YOUNG_THRESHOLD = 50_000
 # File descriptors kept back from --concurrency: stdio, the output file, the event loop's own,
 # resolver threads, TLS state. One connection needs one descriptor.
 FD_RESERVE = 64
@@ -126,6 +131,7 @@ def run(
     """
     outcome = Outcome()
     console = console or Console(stdin_tty=False, stdout_tty=False, stderr_tty=False)
+    _tune_gc()
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_main(config, lines, writer, outcome, console, count))
@@ -216,6 +222,14 @@ def _start_progress(
 
         threading.Thread(target=counting, name="afetch-count", daemon=True).start()
     return progress
+
+
+def _tune_gc() -> None:
+    """A run allocates a few dozen short-lived objects per target, nearly all freed by reference
+    counting. Moving the objects of start-up out of the collector's sight and collecting the
+    young generation less often saved about 8% of a loopback run's time (see bench/)."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _silence_stdout() -> None:

@@ -524,10 +524,16 @@ def test_missing_uvloop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> Non
     assert loop_factory("auto") is None  # falls back to asyncio's loop quietly
 
 
-def test_scheme_auto_fallback_leaves_stderr_clean(hosts: LoopbackHosts) -> None:
-    """A failed TLS handshake (the fallback's trigger) must not leave asyncio warnings behind."""
-    port = hosts.serve(replies(OK, wait_for_request=False))
-    for backend in ("raw", "httpx"):
-        done = run_afetch("--scheme", "auto", "--backend", backend, f"127.0.0.1:{port}")
-        assert done.returncode == 0 and done.stderr == b"", (backend, done.stderr)
-        assert done.stdout.startswith(f"127.0.0.1:{port} header > HTTP/1.1 200 OK".encode())
+def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fetcher import runner
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "run", broken)
+    code, out, err = invoke("x")
+    assert code == 70
+    assert err == "afetch: internal error: RuntimeError: boom\n"
+    monkeypatch.setenv("AFETCH_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        invoke("x")

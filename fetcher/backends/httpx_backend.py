@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 import httpx
@@ -89,16 +89,22 @@ class HttpxBackend(Backend):
             connect=timeouts.connect, read=timeouts.total, write=timeouts.total, pool=timeouts.total
         ).as_dict()
         ssl_context = make_ssl_context(request.verify, request.cafile)
-        pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            # The engine never has more than `concurrency` fetches in flight.
-            max_connections=config.limits.concurrency,
-            # Every target is a new host as a rule; an idle connection is only a held fd.
-            max_keepalive_connections=0,
-            http1=True,
-            http2=request.http2,
-            network_backend=_TracedNetwork(Resolver(), network or httpcore.AnyIOBackend()),
-        )
+        traced = _TracedNetwork(Resolver(), network or AsyncioNetwork())
+        pool: _Requests
+        if request.http2:
+            # HTTP/2 multiplexes requests to one origin over one connection: that needs a pool.
+            pool = httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context,
+                # The engine never has more than `concurrency` fetches in flight.
+                max_connections=config.limits.concurrency,
+                # Every target is a new host as a rule; an idle connection is only a held fd.
+                max_keepalive_connections=0,
+                http1=True,
+                http2=True,
+                network_backend=traced,
+            )
+        else:
+            pool = _OneShotConnections(ssl_context, traced)
         self._client = httpx.AsyncClient(
             transport=_Transport(pool, ssl_context),
             follow_redirects=False,  # a redirect is a result to report, not to follow
@@ -286,13 +292,49 @@ class _Transport(httpx.AsyncHTTPTransport):
     """httpx's own transport (request/response conversion, exception mapping), running over a
     connection pool we configure: httpx takes no network backend, httpcore's pool does."""
 
-    def __init__(self, pool: httpcore.AsyncConnectionPool, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, pool: _Requests, ssl_context: ssl.SSLContext) -> None:
         super().__init__(verify=ssl_context)
         # Fail loudly if a future httpx renames the attribute, instead of silently using a
         # pool without our network backend.
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             raise RuntimeError("unsupported httpx version: AsyncHTTPTransport has no _pool")
-        self._pool = pool
+        self._pool = pool  # type: ignore[assignment]
+
+
+class _Requests(Protocol):
+    """What httpx's transport needs of its pool (httpcore's own request interface)."""
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _OneShotConnections:
+    """A new httpcore connection per request, closed with its response (we send Connection:
+    close). httpcore's pool scans every connection it holds on each request and each release,
+    about a hundred comparisons per request at 200 in flight, for connections that are never
+    reused here; this does without the scan."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, network: httpcore.AsyncNetworkBackend) -> None:
+        self._ssl_context = ssl_context
+        self._network = network
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        connection = httpcore.AsyncHTTPConnection(
+            origin=request.url.origin,
+            ssl_context=self._ssl_context,
+            http1=True,
+            http2=False,
+            network_backend=self._network,
+        )
+        try:
+            return await connection.handle_async_request(request)
+        except BaseException:
+            await connection.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Nothing is held between requests."""
 
 
 def _probe() -> Probe:
@@ -301,7 +343,8 @@ def _probe() -> Probe:
 
 
 class _TracedNetwork(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, with our resolver in front and the Trace kept up to date."""
+    """A network backend (AsyncioNetwork by default) with our resolver in front and the Trace
+    kept up to date."""
 
     def __init__(self, resolver: Resolver, network: httpcore.AsyncNetworkBackend) -> None:
         self._resolver = resolver
@@ -414,3 +457,100 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 __all__ = ["HttpxBackend", "Probe", "map_httpx_error", "map_httpx_exceptions"]
+
+
+# --- an asyncio network backend for httpcore -----------------------------------------------------
+
+
+class AsyncioNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's network layer on plain asyncio streams.
+
+    httpcore's default goes through anyio, which opens a cancel scope around every read and
+    write (about a dozen per request): under a profile that was the largest cost left in the
+    httpx backend. The deadlines those scopes enforce are all covered here: connect (with TLS)
+    by the caller's connect timeout, and read/write by the engine's total deadline, which is
+    never later than httpx's read timeout (set to the same total).
+    """
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        local = None if local_address is None else (local_address, 0)
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        return AsyncioStream(reader, writer)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - afetch never asks for a Unix socket
+        raise httpcore.UnsupportedProtocol("Unix sockets are not supported")
+
+    async def sleep(self, seconds: float) -> None:  # pragma: no cover - we set no retries
+        await asyncio.sleep(seconds)
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    """One connection as asyncio streams, with httpcore's exception types."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return await self._reader.read(max_bytes)
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            await self._writer.drain()
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        # A response head is all we want: drop the connection without a goodbye round trip.
+        self._writer.transport.abort()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            self._writer.transport.abort()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except (OSError, ssl.SSLError) as exc:
+            self._writer.transport.abort()
+            raise httpcore.ConnectError(str(exc)) from exc
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._writer.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._writer.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._writer.get_extra_info("peername")
+        if info == "socket":
+            return self._writer.get_extra_info("socket")
+        if info == "is_readable":
+            return self._reader.at_eof()  # idle-connection check: EOF is what matters
+        return None
