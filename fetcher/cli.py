@@ -336,7 +336,7 @@ option = functools.partial(click.option, show_default=True)
     "--order",
     type=click.Choice(ORDERS),
     default="completion",
-    help="Result order: as they complete, or as input.",
+    help="Order results by completion or by input.",
 )
 @option(
     "--format",

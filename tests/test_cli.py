@@ -475,7 +475,7 @@ def test_bad_config_value_names_the_key(tmp_path: Path, content: str, key: str) 
 
 
 def test_help_is_grouped_one_line_per_option_with_defaults() -> None:
-    result = CliRunner().invoke(afetch, ["--help"], terminal_width=100)
+    result = CliRunner().invoke(afetch, ["--help"], terminal_width=98)
     text = result.stdout
     sections = ["Input options:", "Request options:", "Concurrency options:", "Output options:"]
     positions = [text.index(section) for section in sections]
