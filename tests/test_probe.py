@@ -206,10 +206,6 @@ def test_max_redirects_zero_refuses_the_first(hosts: LoopbackHosts, fetch: Fetch
 def test_only_http_redirects_are_followed(
     hosts: LoopbackHosts, fetch: FetchOne, location: str, backend_name: str
 ) -> None:
-    if backend_name == "httpx" and location.startswith("mailto:"):
-        # httpx.AsyncClient builds the next request for any 3xx with a Location, even when
-        # not following, and a Location it cannot parse as a URL fails the whole fetch.
-        pytest.xfail("httpx backend: an unparsable Location turns the 3xx into invalid-input")
     port = hosts.serve(replies(redirect("302 Found", location)))
     result = fetch(f"127.0.0.1:{port}/", follow_redirects=True)
     assert result.error is None and result.status_code == 302

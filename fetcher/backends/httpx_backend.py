@@ -65,6 +65,7 @@ class Probe:
     received: int = 0  # bytes read from the server
     closed: bool = False  # the server closed the connection (a read returned EOF)
     sent: float | None = None  # when the last write finished, for ttfb
+    response: httpx.Response | None = None  # set as soon as httpx has the response head
 
 
 # The probe of the fetch running in the current task. httpcore opens the connection and does
@@ -113,6 +114,7 @@ class HttpxBackend(Backend):
             trust_env=False,
             # A survey of a million hosts must not collect their cookies in memory.
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+            event_hooks={"response": [_keep_response]},
         )
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
@@ -130,7 +132,15 @@ class HttpxBackend(Backend):
                     headers=self._headers,
                     extensions={"timeout": self._timeout},
                 )
-                response = await self._client.send(request, stream=True)
+                try:
+                    response = await self._client.send(request, stream=True)
+                except httpx.InvalidURL:
+                    # httpx builds the next request for any 3xx with a Location, even when not
+                    # following, and fails on one it cannot parse (mailto:, a bad URL). The head
+                    # itself arrived: report it, as the raw backend does.
+                    if probe.response is None:
+                        raise
+                    response = probe.response
                 try:
                     return response_head(response, trace)
                 finally:
@@ -140,6 +150,11 @@ class HttpxBackend(Backend):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def _keep_response(response: httpx.Response) -> None:
+    """httpx event hook: remember the response head for the fetch it belongs to."""
+    _probe().response = response
 
 
 def request_headers(request: Request) -> list[tuple[str, str]]:
