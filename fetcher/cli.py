@@ -207,7 +207,7 @@ option = functools.partial(click.option, show_default=True)
 @click.command(
     cls=Command,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 130 Ctrl-C, 143 SIGTERM."
+    epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 70 internal error, 130 Ctrl-C, 143 SIGTERM."
     ' Shell completion: eval "$(_AFETCH_COMPLETE=bash_source afetch)" (or zsh_source,'
     " fish_source).",
 )
@@ -295,7 +295,7 @@ option = functools.partial(click.option, show_default=True)
     "--backend",
     type=click.Choice(BACKENDS),
     default="raw",
-    help="raw: asyncio streams; httpx: httpx.AsyncClient.",
+    help="raw: asyncio transports, fastest; httpx: httpx.AsyncClient.",
 )
 @option(
     "--http2",
