@@ -296,7 +296,7 @@ option = functools.partial(click.option, show_default=True)
     "--backend",
     type=click.Choice(BACKENDS),
     default="raw",
-    help="raw: asyncio transports, fastest; httpx: httpx.AsyncClient.",
+    help="raw: asyncio transports; httpx: httpx.AsyncClient.",
 )
 @option(
     "--http2",
