@@ -10,7 +10,7 @@ The library entry point is `fetch_all`, an async iterator of Results::
 
 __version__ = "0.1.0"
 
-from .config import Config, Limits, Request, Timeouts  # noqa: E402
+from .config import Config, Limits, Output, Request, StatusSet, Timeouts  # noqa: E402
 from .engine import Engine, fetch_all  # noqa: E402
 from .errors import (  # noqa: E402
     ConnectError,
@@ -37,8 +37,10 @@ __all__ = [
     "FetchTimeout",
     "InvalidInput",
     "LocalError",
+    "Output",
     "ProtocolError",
     "Result",
+    "StatusSet",
     "TLSError",
     "Target",
     "Timeouts",

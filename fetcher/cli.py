@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .config import (
     BACKENDS,
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_REDIRECTS,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
+    FORMATS,
     LOOPS,
     METHODS,
     ORDERS,
@@ -24,33 +28,111 @@ from .config import (
     Config,
     ConfigError,
     Limits,
+    Output,
     Request,
+    StatusSet,
     Timeouts,
     load_toml_defaults,
+    parse_ports,
 )
 from .runner import ExitCode
 
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)
-# Options that make no sense as configured defaults.
+# Options that make no sense as configured defaults (and so have no AFETCH_* variable).
 _NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "resume"}
+# --help shows the options in these groups, in this order; anything else goes last.
+HELP_GROUPS = {
+    "Input": ("lists", "scheme", "ports"),
+    "Request": (
+        "method", "headers", "user_agent", "http10", "insecure", "cacert", "timeout",
+        "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend", "http2",
+        "resolvers",
+    ),
+    "Concurrency": ("concurrency", "per_host", "rate", "order", "loop"),
+    "Output": (
+        "output_format", "json_output", "fields", "output", "resume", "match_status",
+        "filter_status",
+        "quiet", "stats",
+    ),
+}  # fmt: skip
 
 
 class Command(click.Command):
-    """A click command whose expected errors end in one line on stderr and exit 2."""
+    """A click command whose expected errors end in one line on stderr and exit 2, whose
+    options are grouped in --help, and whose every configurable option reads AFETCH_<NAME>
+    (the long option name in capitals, '-' and '.' as '_')."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for key, param in config_options(self).items():
+            param.envvar = env_name(key)
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
-        extra.setdefault("auto_envvar_prefix", ENV_PREFIX)
         extra["standalone_mode"] = False
         try:
             return super().main(args, prog_name, **extra)
         except click.exceptions.Abort:
             sys.exit(ExitCode.INTERRUPTED)
+        except click.BadParameter as exc:
+            click.echo(f"afetch: error: {_where(exc)}{exc.format_message()}", err=True)
+            sys.exit(ExitCode.USAGE)
         except click.ClickException as exc:
             click.echo(f"afetch: error: {exc.format_message()}", err=True)
             sys.exit(ExitCode.USAGE)
+        except Exception as exc:  # a bug: one line for the user, the traceback on request
+            if os.environ.get("AFETCH_DEBUG"):
+                raise
+            click.echo(f"afetch: internal error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(ExitCode.INTERNAL)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Options in HELP_GROUPS sections, each one line: flags, help, default."""
+        options = {p.name: p for p in self.get_params(ctx) if isinstance(p, click.Option)}
+        placed = {name for names in HELP_GROUPS.values() for name in names}
+        groups = {title: list(names) for title, names in HELP_GROUPS.items()}
+        groups["Other"] = [name for name in options if name not in placed]
+        for title, names in groups.items():
+            rows = [_help_row(ctx, options[name]) for name in names if name in options]
+            with formatter.section(f"{title} options"):
+                formatter.write_dl(rows, col_max=32)
+
+
+def _help_row(ctx: click.Context, option: click.Option) -> tuple[str, str]:
+    """click's own row, without the range notes ("x>=0") and parentheses that crowd it."""
+    record = option.get_help_record(ctx)
+    assert record is not None  # no hidden options here
+    default = option.get_help_extra(ctx).get("default")
+    if isinstance(option.show_default, str):
+        default = option.show_default
+    help_text = option.help or ""
+    return record[0], f"{help_text}  [default: {default}]" if default else help_text
+
+
+def env_name(key: str) -> str:
+    """The environment variable for a long option name: user-agent -> AFETCH_USER_AGENT."""
+    return f"{ENV_PREFIX}_{key.upper().replace('-', '_').replace('.', '_')}"
+
+
+def _where(exc: click.BadParameter) -> str:
+    """Name where a bad value came from when it was not the command line."""
+    param, ctx = exc.param, exc.ctx
+    if param is None or ctx is None or param.name is None:
+        return ""
+    source = ctx.get_parameter_source(param.name)
+    key = next((k for k, p in config_options(ctx.command).items() if p is param), None)
+    if key is None:
+        return ""
+    if source is ParameterSource.ENVIRONMENT:
+        return f"{env_name(key)}: "
+    if source is ParameterSource.DEFAULT_MAP:
+        return f"{ctx.meta.get(CONFIG_PATH, 'config file')}: key {key!r}: "
+    return ""
+
+
+CONFIG_PATH = "afetch.config_path"
 
 
 def user_config_path() -> Path:
@@ -67,34 +149,69 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         except ConfigError as exc:
             raise click.BadParameter(str(exc), ctx, param) from None
         ctx.default_map = {**(ctx.default_map or {}), **defaults}
+        ctx.meta[CONFIG_PATH] = str(path)
     return value
 
 
-def config_keys(command: click.Command) -> dict[str, str]:
-    """Long option name -> parameter name, for every option a config file may set."""
-    keys = {}
+def config_options(command: click.Command) -> dict[str, click.Option]:
+    """Long option name -> option, for every option a config file or variable may set."""
+    options = {}
     for param in command.params:
         if isinstance(param, click.Option) and param.name and param.name not in _NOT_CONFIG:
             for opt in param.opts:
                 if opt.startswith("--"):
-                    keys[opt[2:]] = param.name
-    return keys
+                    options[opt[2:]] = param
+    return options
 
 
-def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
-    headers = []
-    for value in values:
-        name, colon, content = value.partition(":")
+def config_keys(command: click.Command) -> dict[str, str]:
+    """Long option name -> parameter name, for every option a config file may set."""
+    return {key: param.name for key, param in config_options(command).items() if param.name}
+
+
+class HeaderType(click.ParamType):  # type: ignore[type-arg]
+    """'Name: value' -> (name, value). In AFETCH_HEADER, one header per line."""
+
+    name = "'NAME: VALUE'"
+    envvar_list_splitter = "\n"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        name, colon, content = text.partition(":")
         if not colon or not name.strip() or name != name.strip():
-            raise click.BadParameter(f"expected 'Name: value', got {value!r}", ctx, param)
-        headers.append((name, content.strip()))
-    return tuple(headers)
+            self.fail(f"expected 'Name: value', got {text!r}", param, ctx)
+        return (name, content.strip())
+
+
+def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback running one of config.py's parsers; its ConfigError names the option."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            return parse(str(value))
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+
+    return callback
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = (name.strip() for name in text.split(","))
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
+option = functools.partial(click.option, show_default=True)
 
 
 @click.command(
     cls=Command,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 130 Ctrl-C, 143 SIGTERM.",
+    epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 70 internal error,"
+    " 130 Ctrl-C, 143 SIGTERM."
+    ' Shell completion: eval "$(_AFETCH_COMPLETE=bash_source afetch)" (or zsh_source,'
+    " fish_source).",
 )
 @click.argument("targets", nargs=-1, metavar="[TARGET]...")
 @click.option(
@@ -103,94 +220,149 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     "lists",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-    help="Read targets from FILE, one per line ('-' is stdin). Repeatable.",
+    help="Read targets from FILE (repeatable; - is stdin).",
 )
-@click.option(
+@option(
     "--scheme",
     type=click.Choice(SCHEMES),
     default="http",
-    show_default=True,
-    help="Scheme for targets given without one.",
+    help="Scheme for bare targets (auto: https, then http).",
 )
-@click.option(
+@option(
+    "-p",
+    "--ports",
+    default="",
+    show_default="none",
+    callback=_parsed(parse_ports),
+    metavar="PORTS",
+    help="Ports for bare hosts, e.g. 80,443,8080-8090.",
+)
+@option(
     "-X",
     "--method",
     type=click.Choice(METHODS, case_sensitive=False),
     default="GET",
-    show_default=True,
+    metavar="GET|HEAD",
     help="Request method.",
 )
-@click.option(
+@option(
     "-H",
     "--header",
     "headers",
     multiple=True,
-    callback=_parse_header,
-    help="Extra request header 'Name: value'. Repeatable.",
+    type=HeaderType(),
+    show_default="none",
+    help="Extra request header (repeatable).",
 )
-@click.option(
-    "-A", "--user-agent", default=DEFAULT_USER_AGENT, show_default=True, help="User-Agent header."
-)
-@click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
-@click.option(
+@option("-A", "--user-agent", default=DEFAULT_USER_AGENT, help="User-Agent header.")
+@option("--http1.0", "http10", is_flag=True, help="Send HTTP/1.0 requests instead of HTTP/1.1.")
+@option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@option(
     "--cacert",
     type=click.Path(exists=True, dir_okay=False),
-    help="Also trust the CA certificates in this PEM file.",
+    show_default="none",
+    help="Also trust the CA certificates in this PEM FILE.",
 )
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    help="Fetches in flight at once.",
-)
-@click.option(
+@option(
     "-t",
     "--timeout",
     type=POSITIVE,
     default=DEFAULT_TIMEOUT,
-    show_default=True,
-    help="Total seconds per target, whatever the server does.",
+    metavar="SECONDS",
+    help="Seconds per request, whatever the server does.",
 )
-@click.option(
+@option(
     "--connect-timeout",
     type=POSITIVE,
     default=DEFAULT_CONNECT_TIMEOUT,
-    show_default=True,
+    metavar="SECONDS",
     help="Seconds for the TCP connect plus TLS handshake.",
 )
-@click.option(
+@option("-L", "--follow-redirects", is_flag=True, help="Follow redirects (http and https only).")
+@option(
+    "--max-redirects",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_REDIRECTS,
+    metavar="N",
+    help="With -L: more redirects than this is an error.",
+)
+@option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Retries after a connection error or timeout.",
+)
+@option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="raw",
+    help="raw: asyncio transports; httpx: httpx.AsyncClient.",
+)
+@option(
+    "--http2",
+    is_flag=True,
+    help="Offer HTTP/2 over TLS (needs --backend httpx).",
+)
+@option(
     "--resolver",
     "resolvers",
     multiple=True,
     metavar="IP[:PORT]",
-    help="DNS server to ask instead of the system's; the hosts file is still read first. "
-    "Repeatable.",
+    help="DNS server to ask instead of the system's (repeatable).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="raw",
-    show_default=True,
-    help="raw: asyncio streams; httpx: httpx.AsyncClient.",
-)
-@click.option(
+@option(
     "--loop",
     type=click.Choice(LOOPS),
     default="auto",
-    show_default=True,
-    help="Event loop: uvloop when installed (auto), or asyncio's own.",
+    help="Event loop (auto: uvloop if installed).",
 )
-@click.option(
+@option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CONCURRENCY,
+    metavar="N",
+    help="Targets in flight at once.",
+)
+@option(
+    "--per-host",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default="0: no cap",
+    metavar="N",
+    help="Requests in flight at once to one host:port.",
+)
+@option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default="0: no cap",
+    metavar="R",
+    help="New requests per second, over the whole run.",
+)
+@option(
+    "--order",
+    type=click.Choice(ORDERS),
+    default="completion",
+    help="Order results by completion or by input.",
+)
+@option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "jsonl"]),
+    type=click.Choice(FORMATS),
     default="text",
-    show_default=True,
     help="Output format.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Same as --format jsonl.")
+@option(
+    "--fields",
+    default="",
+    show_default="all",
+    callback=_parsed(_names),
+    metavar="NAMES",
+    help="Comma-separated fields to write (jsonl, csv).",
+)
 @click.option(
     "-o",
     "--output",
@@ -202,42 +374,68 @@ def _parse_header(ctx: click.Context, param: click.Parameter, values: tuple[str,
     is_flag=True,
     help="With -o FILE: skip the targets FILE already has records for.",
 )
-@click.option(
-    "--order",
-    type=click.Choice(ORDERS),
-    default="completion",
-    show_default=True,
-    help="Write results as they complete, or in input order.",
+@option(
+    "--match-status",
+    default="",
+    show_default="any",
+    callback=_parsed(StatusSet.parse),
+    metavar="CODES",
+    help="Write only responses with these statuses (200,3xx).",
 )
+@option(
+    "--filter-status",
+    default="",
+    show_default="none",
+    callback=_parsed(StatusSet.parse),
+    metavar="CODES",
+    help="Hide responses with these statuses, e.g. 404,5xx.",
+)
+@option("-q", "--quiet", is_flag=True, help="No progress line on the terminal.")
+@option("--stats", is_flag=True, help="Print a summary on stderr at the end.")
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False),
     is_eager=True,
     expose_value=False,
     callback=_load_config,
-    help="Read option defaults from this TOML file.",
+    envvar=f"{ENV_PREFIX}_CONFIG",
+    show_default="~/.config/afetch/config.toml",
+    help="Option defaults from this TOML file.",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="afetch")
 def afetch(
     targets: tuple[str, ...],
     lists: tuple[str, ...],
     scheme: str,
+    ports: tuple[int, ...],
     method: str,
     headers: tuple[tuple[str, str], ...],
     user_agent: str,
+    http10: bool,
     insecure: bool,
     cacert: str | None,
-    concurrency: int,
     timeout: float,
     connect_timeout: float,
-    resolvers: tuple[str, ...],
+    follow_redirects: bool,
+    max_redirects: int,
+    retries: int,
     backend: str,
+    http2: bool,
+    resolvers: tuple[str, ...],
+    concurrency: int,
+    per_host: int,
+    rate: float,
+    order: str,
     loop: str,
     output_format: str,
     json_output: bool,
+    fields: tuple[str, ...],
     output: str | None,
     resume: bool,
-    order: str,
+    match_status: StatusSet,
+    filter_status: StatusSet,
+    quiet: bool,
+    stats: bool,
 ) -> None:
     """Fetch the HTTP response headers of every TARGET.
 
@@ -247,8 +445,9 @@ def afetch(
     # Heavy imports wait until a run really starts: --help and --version stay fast.
     from . import resume as resuming
     from . import runner
-    from .inputs import STDIN, read_lines
-    from .output import FORMATS, Console, RecordWriter
+    from .engine import targets_per_line
+    from .inputs import STDIN, count_targets, read_lines
+    from .output import Console, RecordWriter, format_jsonl, make_format
     from .resolve import require_async_dns
 
     if resume and not output:
@@ -259,17 +458,30 @@ def afetch(
     try:
         config = Config(
             timeouts=Timeouts(total=timeout, connect=connect_timeout),
-            limits=Limits(concurrency=concurrency),
+            limits=Limits(concurrency=concurrency, per_host=per_host, rate=rate, retries=retries),
             request=Request(
                 method=method.upper(),
                 user_agent=user_agent,
                 headers=headers,
                 verify=not insecure,
                 cafile=cacert,
+                http_version="1.0" if http10 else "1.1",
+                follow_redirects=follow_redirects,
+                max_redirects=max_redirects,
+                http2=http2,
+            ),
+            output=Output(
+                format="jsonl" if json_output else output_format,
+                fields=fields,
+                match_status=match_status,
+                filter_status=filter_status,
+                progress=not quiet,
+                stats=stats,
             ),
             backend=backend,
             order=order,
             scheme=scheme,
+            ports=ports,
             resolvers=resolvers,
         )
         require_async_dns(config.resolvers)
@@ -283,6 +495,7 @@ def afetch(
             raise click.UsageError("no targets: give them as arguments, with -l FILE, or on stdin")
         lists = (STDIN,)
 
+    chosen = make_format(config.output)
     lines = read_lines(targets, lists)
     try:
         if output:
@@ -290,15 +503,17 @@ def afetch(
             if resume:
                 lines = resuming.skip_recorded(lines, resuming.recorded_inputs(output))
         writer = RecordWriter(
-            FORMATS["jsonl" if json_output else output_format],
+            chosen.formatter,
             stdout=sys.stdout.buffer,
             file_path=output,
-            file_formatter=FORMATS["jsonl"],
+            file_formatter=format_jsonl,  # what --resume reads, whatever stdout shows
             line_buffered=console.stdout_tty,
+            header=chosen.header,
         )
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
-    outcome = runner.run(config, lines, writer, factory)
+    count = functools.partial(count_targets, targets, lists, targets_per_line(config))
+    outcome = runner.run(config, lines, writer, factory, console=console, count=count)
     sys.exit(runner.exit_code(outcome))
 
 

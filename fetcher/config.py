@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,17 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .models import CSV_COLUMNS, RECORD_FIELDS
 
 DEFAULT_CONCURRENCY = 100
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_USER_AGENT = f"afetch/{__version__}"
 DEFAULT_ACCEPT = "*/*"
+DEFAULT_MAX_REDIRECTS = 10
 METHODS = ("GET", "HEAD")
-BACKENDS = ("raw",)
+BACKENDS = ("raw", "httpx")
 ORDERS = ("completion", "input")
 LOOPS = ("auto", "uvloop", "asyncio")
-SCHEMES = ("http", "https")
+SCHEMES = ("http", "https", "auto")
+HTTP_VERSIONS = ("1.1", "1.0")
+FORMATS = ("text", "jsonl", "csv")
+# The most ports one --ports list may name: every TCP port once.
+MAX_PORT = 65535
 DNS_PORT = 53
 
 
@@ -48,10 +56,19 @@ class Limits:
     """How much runs at once. `reorder_window` bounds results held back by --order input."""
 
     concurrency: int = DEFAULT_CONCURRENCY
+    per_host: int = 0  # concurrent requests to one host:port; 0 = no cap
+    rate: float = 0.0  # new requests per second over the whole run; 0 = no cap
+    retries: int = 0  # extra tries after a connection error or timeout
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.per_host < 0:
+            raise ConfigError(f"per-host must be 0 (no cap) or more, got {self.per_host}")
+        if not self.rate >= 0:
+            raise ConfigError(f"rate must be 0 (no cap) or positive, got {self.rate}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be 0 or more, got {self.retries}")
 
     @property
     def reorder_window(self) -> int:
@@ -61,7 +78,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy."""
+    """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy.
+    `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only)."""
 
     method: str = "GET"
     user_agent: str = DEFAULT_USER_AGENT
@@ -69,10 +87,17 @@ class Request:
     verify: bool = True
     cafile: str | None = None
     http_version: str = "1.1"
+    follow_redirects: bool = False
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    http2: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.http_version not in HTTP_VERSIONS:
+            raise ConfigError(f"http version must be 1.1 or 1.0, got {self.http_version!r}")
+        if self.max_redirects < 0:
+            raise ConfigError(f"max-redirects must be 0 or more, got {self.max_redirects}")
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in value for c in "\r\n"):
                 raise ConfigError(f"invalid header {name!r}")
@@ -89,15 +114,106 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSet:
+    """Status codes and classes such as ``200,3xx``: what --match-status and --filter-status
+    take. Empty matches nothing."""
+
+    codes: frozenset[int] = frozenset()
+    classes: frozenset[int] = frozenset()  # 3 for 3xx
+
+    @classmethod
+    def parse(cls, text: str) -> StatusSet:
+        codes: set[int] = set()
+        classes: set[int] = set()
+        for item in _items(text):
+            word = item.lower()
+            if re.fullmatch(r"[1-5]xx", word):
+                classes.add(int(word[0]))
+            elif re.fullmatch(r"[1-5][0-9][0-9]", word):
+                codes.add(int(word))
+            else:
+                raise ConfigError(f"invalid status {item!r} (expected e.g. 200, 404 or 3xx)")
+        return cls(frozenset(codes), frozenset(classes))
+
+    def __bool__(self) -> bool:
+        return bool(self.codes or self.classes)
+
+    def __contains__(self, status: object) -> bool:
+        return isinstance(status, int) and (status in self.codes or status // 100 in self.classes)
+
+
+def parse_ports(text: str) -> tuple[int, ...]:
+    """``80,443,8080-8090`` -> the ports in the order given, each once."""
+    ports: dict[int, None] = {}  # an ordered set
+    for item in _items(text):
+        low, dash, high = item.partition("-")
+        if not (low.isdigit() and (high.isdigit() if dash else True)):
+            raise ConfigError(f"invalid port {item!r} (expected e.g. 80, 443 or 8080-8090)")
+        first, last = int(low), int(high) if dash else int(low)
+        if not 1 <= first <= last <= MAX_PORT:
+            raise ConfigError(f"invalid port range {item!r} (ports are 1-{MAX_PORT})")
+        ports.update(dict.fromkeys(range(first, last + 1)))
+    return tuple(ports)
+
+
+def _items(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    return [item for item in items if item]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What is written and shown: format and fields, status filters, progress and summary.
+
+    `fields` empty means every field of the format, in its documented order. The names a
+    format offers are checked here, so a typo is a usage error before any fetch starts.
+    """
+
+    format: str = "text"
+    fields: tuple[str, ...] = ()
+    match_status: StatusSet = field(default_factory=StatusSet)
+    filter_status: StatusSet = field(default_factory=StatusSet)
+    progress: bool = True  # a live line on stderr, when stderr is a terminal
+    stats: bool = False  # a summary on stderr at the end
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"format must be one of {', '.join(FORMATS)}")
+        if self.fields:
+            known = field_names(self.format)
+            if not known:
+                raise ConfigError("--fields applies to --format jsonl and csv only")
+            unknown = [name for name in self.fields if name not in known]
+            if unknown:
+                raise ConfigError(
+                    f"unknown field {unknown[0]!r} for --format {self.format}"
+                    f" (choose from {', '.join(known)})"
+                )
+
+    def shows(self, status_code: int | None) -> bool:
+        """Whether a record with this status (None: a failed fetch) is written."""
+        if self.match_status and status_code not in self.match_status:
+            return False
+        return status_code is None or status_code not in self.filter_status
+
+
+def field_names(format_name: str) -> tuple[str, ...]:
+    """The fields --fields may choose from for a format (none for text)."""
+    return {"jsonl": RECORD_FIELDS, "csv": CSV_COLUMNS}.get(format_name, ())
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
-    """Everything the engine and backends need for a run."""
+    """Everything a run needs: the engine and backends read all but `output`."""
 
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     request: Request = field(default_factory=Request)
+    output: Output = field(default_factory=Output)
     backend: str = "raw"
     order: str = "completion"
-    scheme: str = "http"
+    scheme: str = "http"  # for targets given without one; auto = https, else http
+    ports: tuple[int, ...] = ()  # each bare host becomes one target per port
     # DNS servers (IP or IP:PORT) to ask instead of the system's; empty: resolv.conf's.
     resolvers: tuple[str, ...] = ()
 
@@ -108,6 +224,16 @@ class Config:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
         if self.scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
+        if self.request.http2:
+            if self.backend != "httpx":
+                raise ConfigError("--http2 needs --backend httpx (the raw backend speaks HTTP/1.x)")
+            if importlib.util.find_spec("h2") is None:
+                raise ConfigError("--http2 needs the h2 package: pip install 'afetch[http2]'")
+        if self.backend == "httpx" and self.request.http_version != "1.1":
+            raise ConfigError("the httpx backend sends HTTP/1.1 requests only")
+        for port in self.ports:
+            if not 1 <= port <= MAX_PORT:
+                raise ConfigError(f"port out of range: {port}")
         for resolver in self.resolvers:
             parse_nameserver(resolver)
 
@@ -129,7 +255,7 @@ def parse_nameserver(text: str) -> tuple[str, int]:
         raise ConfigError(f"invalid resolver {text!r}: expected IP or IP:PORT") from None
     if not colon:
         return str(ip), DNS_PORT
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+    if not (port.isascii() and port.isdigit() and 0 < int(port) <= MAX_PORT):
         raise ConfigError(f"invalid resolver {text!r}: port must be 1-65535")
     return str(ip), int(port)
 
@@ -151,5 +277,19 @@ def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str
     for key, value in data.items():
         if key not in options:
             raise ConfigError(f"unknown key {key!r} in {path}")
-        defaults[options[key]] = value
+        defaults[options[key]] = _as_text(value, key, path)
     return defaults
+
+
+def _as_text(value: Any, key: str, path: str | Path) -> str | list[str]:
+    """TOML scalars as the text click parses from a command line, so a value of the wrong
+    type meets click's own checks (and messages) instead of tripping over it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, list) and all(
+        isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value
+    ):
+        return [str(item) for item in value]
+    raise ConfigError(f"{path}: key {key!r}: expected a string, number, boolean or list of strings")

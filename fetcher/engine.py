@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import random
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -21,19 +22,47 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
 )
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
+from dataclasses import replace
+from urllib.parse import urljoin, urlsplit
 
 from .backends import Backend, create_backend
 from .config import Config
 from .deadlines import Deadlines
-from .errors import FetchError, FetchTimeout, InvalidInput, ProtocolError
-from .models import Result, Trace
-from .targets import Target, is_skipped, parse_target
+from .errors import (
+    ConnectError,
+    FetchError,
+    FetchTimeout,
+    InvalidInput,
+    ProtocolError,
+    TLSError,
+    TooManyRedirects,
+)
+from .http1 import ResponseHead
+from .models import Redirect, Result, Trace
+from .pacing import PerHostLimiter, RateLimiter
+from .targets import DEFAULT_PORTS, Target, is_skipped, parse_target
 
 # Where results go: a plain function (the CLI's writer) or a coroutine function (a queue).
 Sink = Callable[[Result], Awaitable[None] | None]
 Lines = Iterable[str] | AsyncIterable[str]
+
+# Statuses whose Location -L follows. 300 Multiple Choices and 304 Not Modified are answers.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Retry backoff: the n-th retry waits about RETRY_BASE * 2**n seconds, capped at RETRY_CAP.
+# Half a second first is long enough for a dropped SYN or a restarting server, and the cap
+# keeps --retries 10 from stalling a slot for minutes.
+RETRY_BASE = 0.5
+RETRY_CAP = 10.0
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number `retry` (0-based): exponential, with "equal jitter" (half
+    fixed, half random) so many targets failing together do not come back in lockstep."""
+    delay = min(RETRY_CAP, RETRY_BASE * 2.0**retry)
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class Engine:
@@ -45,41 +74,135 @@ class Engine:
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Future[None]] = set()
-        # The total deadline of every fetch (what asyncio.wait_for would do, at a fraction of
+        # The total deadline of every request (what asyncio.wait_for would do, at a fraction of
         # the cost: see deadlines.py).
         self._deadlines = Deadlines(config.timeouts.total)
+        limits = config.limits
+        self._rate = RateLimiter(limits.rate) if limits.rate else None
+        self._per_host = PerHostLimiter(limits.per_host) if limits.per_host else None
+        # Targets without a scheme are tried with https first under --scheme auto.
+        self._default_scheme = "https" if config.scheme == "auto" else config.scheme
 
     async def fetch(self, target: Target, index: int = -1) -> Result:
-        """Fetch one target under the total deadline; never raises for a failed fetch."""
-        config = self.config
-        method = config.request.method
-        trace = Trace()
-        result = Result(target.input, target, method, self.backend.name, index=index)
-        deadline = self._deadlines.start()
+        """Fetch one target: scheme probing, retries and redirects, each request through the
+        backend under the total deadline. Never raises for a failed fetch."""
+        result = Result(
+            target.input, target, self.config.request.method, self.backend.name, index=index
+        )
         try:
-            head = await self.backend.fetch(target, trace)
+            head = await self._follow(target, result)
         except FetchError as exc:
             result.error = exc
-        except asyncio.CancelledError:
-            if not self._deadlines.expired(deadline):
-                raise  # the run is being cancelled: this fetch is not reported
-            seconds = config.timeouts.total
-            what = "no response headers" if trace.phase == "read" else f"{trace.phase} not done"
-            result.error = FetchTimeout(f"{what} within {seconds:g} s", trace.phase)
-        except Exception as exc:  # a bug in a backend must cost one record, not the run
-            result.error = ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read")
         else:
             result.status_code = head.status_code
             result.reason = head.reason
             result.http_version = head.http_version
             result.headers = head.headers
-        finally:
-            self._deadlines.stop(deadline)
-        result.host_ip = trace.host_ip
-        trace.mark("total", trace.started)
-        result.timings = trace.timings
         result.timestamp = time.time()
         return result
+
+    async def _follow(self, target: Target, result: Result) -> ResponseHead:
+        """The first request (probing the scheme if asked), then, with -L, one request per
+        redirect. Relative locations resolve against the URL that answered; only http and
+        https locations are followed, other ones end the chain with the 3xx as the answer."""
+        head = await self._retrying(self._probe, target, result)
+        request = self.config.request
+        if not request.follow_redirects:
+            return head
+        current = result.final_target or target
+        while head.status_code in REDIRECT_STATUSES:
+            location = next((v for k, v in head.headers if k.lower() == "location"), None)
+            if location is None:
+                break
+            url = urljoin(current.url, location.strip())
+            if urlsplit(url).scheme.lower() not in DEFAULT_PORTS:
+                break
+            if len(result.redirects) >= request.max_redirects:
+                raise TooManyRedirects(
+                    f"more than {request.max_redirects} redirects (last to {url})", "redirect"
+                )
+            try:
+                hop = replace(parse_target(url), input=target.input)
+            except InvalidInput as exc:
+                raise ProtocolError(
+                    f"cannot follow Location {location!r}: {exc.message}", "redirect"
+                ) from None
+            result.redirects.append(Redirect(current.url, head.status_code, location))
+            head = await self._retrying(self._request, hop, result)
+            current = hop
+        return head
+
+    async def _probe(self, target: Target, result: Result) -> ResponseHead:
+        """--scheme auto: https first; http only if https could not connect or shake hands.
+
+        A handshake that times out counts as failed: the port took the connection but does not
+        speak TLS (many plain HTTP servers wait silently for a request line that a ClientHello
+        never completes). Any other timeout, and any HTTP answer, is https's answer and stands.
+        """
+        if self.config.scheme != "auto" or target.explicit_scheme:
+            return await self._request(target, result)
+        try:
+            return await self._request(target, result)
+        except (ConnectError, TLSError):
+            pass
+        except FetchTimeout as exc:
+            if exc.phase != "tls":
+                raise
+        port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
+        # The record's url says which scheme answered (or, if none did, was tried last).
+        result.target = fallback = replace(target, scheme="http", port=port)
+        return await self._request(fallback, result)
+
+    async def _retrying(
+        self,
+        attempt: Callable[[Target, Result], Awaitable[ResponseHead]],
+        target: Target,
+        result: Result,
+    ) -> ResponseHead:
+        """Try again after a connection error or a timeout, with exponential backoff and jitter,
+        up to --retries times. An HTTP status, whatever it is, is an answer: never retried."""
+        retries = self.config.limits.retries
+        for tried in range(retries + 1):
+            try:
+                return await attempt(target, result)
+            except (ConnectError, FetchTimeout):
+                if tried == retries:
+                    raise
+            await asyncio.sleep(backoff(tried))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(self, target: Target, result: Result) -> ResponseHead:
+        """One request through the backend, paced by --per-host and --rate, under the total
+        deadline. The result keeps what the last request learned (peer, timings, URL)."""
+        async with self._per_host_slot(target):
+            if self._rate is not None:
+                await self._rate.acquire()
+            trace = Trace()
+            deadline = self._deadlines.start()
+            try:
+                return await self.backend.fetch(target, trace)
+            except FetchError:
+                raise
+            except asyncio.CancelledError:
+                if not self._deadlines.expired(deadline):
+                    raise  # the run is being cancelled: this fetch is not reported
+                seconds = self.config.timeouts.total
+                phase = trace.phase
+                what = "no response headers" if phase == "read" else f"{phase} not done"
+                raise FetchTimeout(f"{what} within {seconds:g} s", phase) from None
+            except Exception as exc:  # a bug in a backend must cost one record, not the run
+                raise ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read") from exc
+            finally:
+                self._deadlines.stop(deadline)
+                trace.mark("total", trace.started)
+                result.host_ip = trace.host_ip
+                result.timings = trace.timings
+                result.final_target = target
+
+    def _per_host_slot(self, target: Target) -> AbstractAsyncContextManager[None]:
+        if self._per_host is None:
+            return nullcontext()
+        return self._per_host.hold((target.host, target.port))
 
     async def run(self, lines: Lines, sink: Sink) -> None:
         """Fetch every line and hand each Result to `sink`, at most `concurrency` at a time.
@@ -107,13 +230,14 @@ class Engine:
             async for line in _aiter(lines):
                 if is_skipped(line):
                     continue
-                if order is not None:
-                    await order.reserve()
-                await self._slots.acquire()
-                task = asyncio.create_task(self._one(line, index, deliver))
-                self._tasks.add(task)
-                task.add_done_callback(settle)
-                index += 1
+                for job, expanded in self._jobs(line):
+                    if order is not None:
+                        await order.reserve()
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._one(line, job, expanded, index, deliver))
+                    self._tasks.add(task)
+                    task.add_done_callback(settle)
+                    index += 1
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
         except asyncio.CancelledError:
@@ -167,15 +291,31 @@ class Engine:
     def _ordered(self) -> bool:
         return self.config.order == "input"
 
-    async def _one(self, line: str, index: int, sink: Sink) -> None:
+    def _jobs(self, line: str) -> Iterator[tuple[Target | InvalidInput, bool]]:
+        """What one input line becomes: a target, one target per --ports port for a bare host
+        (flagged as expanded), or the reason it is no target. A generator, so a long port list
+        is never materialised."""
         try:
-            try:
-                target = parse_target(line, self.config.scheme)
-            except InvalidInput as exc:
+            target = parse_target(line, self._default_scheme)
+        except InvalidInput as exc:
+            yield exc, False
+            return
+        if not expands(target, self.config):
+            yield target, False
+            return
+        for port in self.config.ports:
+            yield replace(target, port=port, explicit_port=True), True
+
+    async def _one(
+        self, line: str, job: Target | InvalidInput, expanded: bool, index: int, sink: Sink
+    ) -> None:
+        try:
+            if isinstance(job, InvalidInput):
                 result = Result(line.strip(), None, self.config.request.method, self.backend.name)
-                result.index, result.error = index, exc
+                result.index, result.error = index, job
             else:
-                result = await self.fetch(target, index)
+                result = await self.fetch(job, index)
+                result.expanded = expanded
             await self._deliver(sink, result)
         finally:
             self._slots.release()
@@ -191,6 +331,29 @@ class Engine:
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
         await asyncio.shield(write)
+
+
+def expands(target: Target, config: Config) -> bool:
+    """Whether --ports turns this target into one target per port: a bare host does, a line
+    that names its scheme or port does not."""
+    return bool(config.ports) and not (target.explicit_port or target.explicit_scheme)
+
+
+def targets_per_line(config: Config) -> Callable[[str], int]:
+    """How many targets (and so records) one non-blank input line makes: for the progress
+    line's total, without fetching anything."""
+    scheme = "https" if config.scheme == "auto" else config.scheme
+
+    def count(line: str) -> int:
+        if not config.ports:
+            return 1
+        try:
+            target = parse_target(line, scheme)
+        except InvalidInput:
+            return 1
+        return len(config.ports) if expands(target, config) else 1
+
+    return count
 
 
 class _InputOrder:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
+
+from .targets import is_skipped
 
 READ_BLOCK = 64 * 1024
 # A line longer than this is cut here (and the rest of it dropped) so a file without newlines
@@ -72,3 +75,36 @@ async def _file_lines(path: str) -> AsyncIterator[str]:
 def _decode(line: bytes) -> str:
     # Undecodable bytes become U+FFFD: the line still yields one (invalid-input) record.
     return line.decode("utf-8", errors="replace").rstrip("\r")
+
+
+# Files larger than this are not counted for the progress line's total (and so get no ETA):
+# counting reads the whole input once more, which must stay a small cost next to the run.
+MAX_COUNTED_BYTES = 256 * 1024 * 1024
+
+
+def count_targets(
+    arguments: Iterable[str], files: Iterable[str], expand: Callable[[str], int] | None = None
+) -> int | None:
+    """How many targets the input holds, or None when that is not cheap to know: stdin, a
+    pipe or a device, or files over MAX_COUNTED_BYTES. `expand(line)` says how many targets
+    one line makes (--ports); blank and comment lines make none."""
+    paths = list(files)
+    try:
+        sizes = [os.stat(path) for path in paths if path != STDIN]
+    except OSError:
+        return None
+    if len(sizes) < len(paths) or not all(stat.S_ISREG(s.st_mode) for s in sizes):
+        return None
+    if sum(s.st_size for s in sizes) > MAX_COUNTED_BYTES:
+        return None
+
+    def one(line: str) -> int:
+        if is_skipped(line):
+            return 0
+        return expand(line) if expand is not None else 1
+
+    total = sum(one(argument) for argument in arguments)
+    for path in paths:
+        with open(path, "rb") as handle:
+            total += sum(one(_decode(line)) for line in handle)
+    return total

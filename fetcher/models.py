@@ -10,6 +10,21 @@ from .errors import FetchError
 from .targets import Target
 
 TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
+# The JSON Lines record, in order: a stable, documented interface (README "JSON Lines").
+RECORD_FIELDS = (
+    "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
+    "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
+    "redirects", "final_url",
+)  # fmt: skip
+# The CSV columns, in order: the record's scalar fields, the nested ones flattened, and the
+# headers people grep for most (README "CSV").
+CSV_COLUMNS = (
+    "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
+    "reason", "http_version", "content_type", "content_length", "server", "location",
+    "redirect_count", "final_url", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms",
+    "failed", "error_kind", "error_phase", "error_message", "timestamp", "backend",
+)  # fmt: skip
+_CSV_HEADERS = {"content_type", "content_length", "server", "location"}
 
 
 @dataclass(slots=True)
@@ -32,6 +47,18 @@ class Trace:
         return now
 
 
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """One followed redirect: the URL asked, the status it answered with, its Location as sent."""
+
+    url: str
+    status_code: int
+    location: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "status_code": self.status_code, "location": self.location}
+
+
 @dataclass(slots=True)
 class Result:
     """The outcome of one input line: a response head, or an error, never both."""
@@ -49,6 +76,9 @@ class Result:
     error: FetchError | None = None
     timestamp: float = field(default_factory=time.time)
     index: int = -1  # position in the input, for --order input
+    redirects: list[Redirect] = field(default_factory=list)
+    final_target: Target | None = None  # what the last request went to (after redirects)
+    expanded: bool = False  # one of several targets made from one line by --ports
 
     @property
     def failed(self) -> bool:
@@ -56,8 +86,17 @@ class Result:
 
     @property
     def label(self) -> str:
-        """How text output names this target: the input line as given."""
-        return self.input
+        """How text output names this target: the input line as given, or host:port[path]
+        when --ports made several targets of it."""
+        target = self.target
+        if not self.expanded or target is None:
+            return self.input
+        return target.host_port + (target.path if target.path != "/" else "")
+
+    @property
+    def final_url(self) -> str | None:
+        target = self.final_target or self.target
+        return target.url if target else None
 
     def headers_by_name(self) -> dict[str, list[str]]:
         """Lower-cased name -> values in received order, duplicates (Set-Cookie) kept."""
@@ -87,7 +126,25 @@ class Result:
             "error": self.error.as_dict() if self.error else None,
             "timestamp": rfc3339(self.timestamp),
             "backend": self.backend,
+            "redirects": [redirect.as_dict() for redirect in self.redirects],
+            "final_url": self.final_url,
         }
+
+    def to_row(self) -> dict[str, Any]:
+        """The CSV row: CSV_COLUMNS -> a scalar (None for an empty cell)."""
+        record = self.to_record()
+        row = {name: record[name] for name in CSV_COLUMNS if name in record}
+        headers = record["headers"]
+        for name in _CSV_HEADERS:
+            values = headers.get(name.replace("_", "-"))
+            row[name] = values[0] if values else None
+        row["redirect_count"] = len(self.redirects)
+        for phase, value in record["timings_ms"].items():
+            row[f"{phase}_ms"] = value
+        error = record["error"] or {}
+        for part in ("kind", "phase", "message"):
+            row[f"error_{part}"] = error.get(part)
+        return {name: row[name] for name in CSV_COLUMNS}
 
 
 def rfc3339(epoch: float) -> str:

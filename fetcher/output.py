@@ -1,4 +1,4 @@
-"""Writers: seed-style text and JSON Lines, to stdout and optionally appended to a file.
+"""Writers: seed-style text, JSON Lines and CSV, to stdout and optionally appended to a file.
 
 Every record is formatted into whole lines before any byte of it is written, and batches are
 written on complete-line boundaries, so no reader sees half a record.
@@ -7,13 +7,16 @@ written on complete-line boundaries, so no reader sees half a record.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .models import Result
+from .config import Output
+from .models import CSV_COLUMNS, RECORD_FIELDS, Result
 
 Formatter = Callable[[Result], str]
 
@@ -54,7 +57,55 @@ def format_jsonl(result: Result) -> str:
 # One encoder for the run: json.dumps with separators builds a new one per call.
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
-FORMATS: dict[str, Formatter] = {"text": format_text, "jsonl": format_jsonl}
+
+def jsonl_formatter(fields: Sequence[str] = ()) -> Formatter:
+    """JSON Lines with only `fields` (all of them, in the documented order, if empty)."""
+    if not fields or tuple(fields) == RECORD_FIELDS:
+        return format_jsonl
+    chosen = tuple(fields)
+
+    def format_fields(result: Result) -> str:
+        record = result.to_record()
+        return _JSON.encode({name: record[name] for name in chosen}) + "\n"
+
+    return format_fields
+
+
+def csv_line(values: Sequence[object]) -> str:
+    """One CSV line (RFC 4180 quoting, \n line end); None is an empty cell. Server bytes are
+    escaped as in text output: a cell may be quoted, but must never move a terminal's cursor."""
+    buffer = io.StringIO()
+    cells = ["" if value is None else escape(str(value)) for value in values]
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+def csv_formatter(fields: Sequence[str] = ()) -> Formatter:
+    """CSV rows of `fields` (all CSV_COLUMNS if empty); the header row comes from csv_header."""
+    chosen = tuple(fields) or CSV_COLUMNS
+
+    def format_csv(result: Result) -> str:
+        row = result.to_row()
+        return csv_line([row[name] for name in chosen])
+
+    return format_csv
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """A formatter, and the header written once before the first record (CSV's column row)."""
+
+    formatter: Formatter
+    header: str = ""
+
+
+def make_format(output: Output) -> Format:
+    """The writer's format for --format/--fields."""
+    if output.format == "csv":
+        return Format(csv_formatter(output.fields), csv_line(output.fields or CSV_COLUMNS))
+    if output.format == "jsonl":
+        return Format(jsonl_formatter(output.fields))
+    return Format(format_text)
 
 
 class OutputClosed(Exception):
@@ -82,11 +133,12 @@ def _isatty(stream: object) -> bool:
 class _Stream:
     """One destination: a binary stream plus the whole lines waiting to be written to it."""
 
-    __slots__ = ("stream", "pending", "size", "is_stdout")
+    __slots__ = ("stream", "pending", "size", "is_stdout", "before")
 
     def __init__(self, stream: BinaryIO, is_stdout: bool) -> None:
         self.stream = stream
         self.is_stdout = is_stdout
+        self.before: Callable[[], None] | None = None  # called before each write
         self.pending: list[bytes] = []
         self.size = 0
 
@@ -96,6 +148,8 @@ class _Stream:
         data = b"".join(self.pending)
         self.pending.clear()
         self.size = 0
+        if self.before is not None:
+            self.before()
         try:
             self.stream.write(data)
             self.stream.flush()
@@ -116,13 +170,18 @@ class RecordWriter:
         file_path: str | None = None,
         file_formatter: Formatter | None = None,
         line_buffered: bool = False,
+        header: str = "",
     ) -> None:
+        """`header` (CSV's column row) is written first to stdout; the file, which has its own
+        formatter, never gets it."""
         self._formatter = formatter
         self._file_formatter = file_formatter or formatter
         self._stdout = _Stream(stdout, True) if stdout is not None else None
         self._file: _Stream | None = None
         if file_path is not None:
             self._file = _Stream(open(file_path, "ab"), False)  # noqa: SIM115 - closed in close()
+        if header and self._stdout is not None:
+            self._add(self._stdout, header.encode("utf-8"))
         self._line_buffered = line_buffered
         self._timer: asyncio.TimerHandle | None = None
         self._error: Exception | None = None  # a failed timed flush, raised by the next write
@@ -145,6 +204,12 @@ class RecordWriter:
         elif self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(BATCH_SECONDS, self._flush_from_timer)
+
+    def before_stdout(self, hook: Callable[[], None]) -> None:
+        """Call `hook` before each write to stdout: the progress line uses it to step out of
+        the way when stdout and stderr share a terminal."""
+        if self._stdout is not None:
+            self._stdout.before = hook
 
     def _add(self, stream: _Stream, data: bytes) -> None:
         stream.pending.append(data)

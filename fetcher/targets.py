@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import idna
@@ -45,6 +45,10 @@ class Target:
     host: str  # ASCII hostname or IP address, IPv6 without brackets
     port: int
     path: str = "/"
+    # Whether the line named the scheme / the port, or they came from the defaults: --scheme
+    # auto probes only the scheme it chose, --ports expands only bare hosts.
+    explicit_scheme: bool = field(default=True, compare=False)
+    explicit_port: bool = field(default=True, compare=False)
 
     @property
     def is_ipv6(self) -> bool:
@@ -56,6 +60,12 @@ class Target:
         host = f"[{self.host}]" if self.is_ipv6 else self.host
         if DEFAULT_PORTS[self.scheme] == self.port:
             return host
+        return f"{host}:{self.port}"
+
+    @property
+    def host_port(self) -> str:
+        """host:port with the port always shown, e.g. example.com:8080 or [::1]:443."""
+        host = f"[{self.host}]" if self.is_ipv6 else self.host
         return f"{host}:{self.port}"
 
     @property
@@ -101,11 +111,19 @@ def parse_target(line: str, default_scheme: str = "http") -> Target:
 
     if "@" in authority:
         raise InvalidInput("credentials in the target are not supported")
-    host, port = _split_authority(authority, DEFAULT_PORTS[scheme])
-    return Target(input=text, scheme=scheme, host=host, port=port, path=path)
+    host, port = _split_authority(authority)
+    return Target(
+        input=text,
+        scheme=scheme,
+        host=host,
+        port=port if port is not None else DEFAULT_PORTS[scheme],
+        path=path,
+        explicit_scheme=bool(sep),
+        explicit_port=port is not None,
+    )
 
 
-def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
+def _split_authority(authority: str) -> tuple[str, int | None]:
     if not authority:
         raise InvalidInput("empty host")
     if authority.startswith("["):
@@ -114,14 +132,14 @@ def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
             raise InvalidInput("unclosed '[' in IPv6 address")
         if after and not after.startswith(":"):
             raise InvalidInput(f"unexpected text after IPv6 address: {after!r}")
-        return _ipv6(inside), _port(after[1:], default_port) if after else default_port
+        return _ipv6(inside), _port(after[1:]) if after else None
     if "]" in authority:
         raise InvalidInput("unmatched ']' in target")
     if authority.count(":") > 1:
         # A bare IPv6 address; with a port it would need brackets.
-        return _ipv6(authority), default_port
+        return _ipv6(authority), None
     name, colon, port_text = authority.partition(":")
-    port = _port(port_text, default_port) if colon else default_port
+    port = _port(port_text) if colon else None
     return _hostname(name), port
 
 
@@ -132,7 +150,7 @@ def _ipv6(text: str) -> str:
         raise InvalidInput(f"invalid IPv6 address: {text!r}") from None
 
 
-def _port(text: str, default_port: int) -> int:
+def _port(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise InvalidInput(f"invalid port: {text!r}")
     port = int(text)

@@ -63,22 +63,30 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def make_config(**options: object) -> Config:
-    """A Config from flat keyword options: timeout, connect_timeout, concurrency, method,
-    verify, cafile, headers, user_agent, backend, order, scheme."""
+    """A Config from flat keyword options: timeout, connect_timeout, the Limits fields
+    (concurrency, per_host, rate, retries), the Request fields (method, verify, cafile,
+    headers, user_agent, http_version, follow_redirects, max_redirects), and Config's own
+    (backend, order, scheme, ports)."""
     timeouts = Timeouts(
         total=float(options.pop("timeout", 5.0)),  # type: ignore[arg-type]
         connect=float(options.pop("connect_timeout", 5.0)),  # type: ignore[arg-type]
     )
-    limits = Limits(concurrency=int(options.pop("concurrency", 10)))  # type: ignore[call-overload]
-    request_keys = {"method", "verify", "cafile", "headers", "user_agent", "http_version"}
+    options.setdefault("concurrency", 10)
+    limit_keys = {"concurrency", "per_host", "rate", "retries"}
+    limits = Limits(**{k: options.pop(k) for k in list(options) if k in limit_keys})  # type: ignore[arg-type]
+    request_keys = {
+        "method", "verify", "cafile", "headers", "user_agent", "http_version",
+        "follow_redirects", "max_redirects", "http2",
+    }  # fmt: skip
     request = Request(**{k: options.pop(k) for k in list(options) if k in request_keys})  # type: ignore[arg-type]
     return Config(timeouts=timeouts, limits=limits, request=request, **options)  # type: ignore[arg-type]
 
 
 FetchOne = Callable[..., Result]
+FetchMany = Callable[..., list[Result]]
 
 
-@pytest.fixture(params=["raw"])
+@pytest.fixture(params=["raw", "httpx"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Every loopback case runs on each backend listed here."""
     return str(request.param)
@@ -97,5 +105,20 @@ def fetch(backend_name: str) -> FetchOne:
             return results[0]
 
         return asyncio.run(one())
+
+    return run
+
+
+@pytest.fixture
+def fetch_many(backend_name: str) -> FetchMany:
+    """fetch_many(lines, **options) -> Results in completion order, through engine and backend."""
+
+    def run(lines: list[str], **options: object) -> list[Result]:
+        config = make_config(backend=backend_name, **options)
+
+        async def go() -> list[Result]:
+            return [result async for result in fetch_all(lines, config)]
+
+        return asyncio.run(go())
 
     return run

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 
-from conftest import FetchOne
+import pytest
+from conftest import FetchOne, make_config
 
-from fetcher.http1 import MAX_HEADERS
+from fetcher.engine import fetch_all
+from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES
 from fetcher.loopback import LoopbackHosts, delayed, drips, replies, response, silent
+from fetcher.models import Result
 
 OK = response(
     "200 OK", [("Content-Type", "text/plain"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
@@ -124,6 +128,11 @@ def test_dripping_server_cannot_outlast_the_total_deadline(
     started = time.monotonic()
     result = fetch(f"127.0.0.1:{port}", timeout=0.6)
     assert result.error is not None and result.error.kind == "timeout"
+    # Each byte resets httpx's per-read timeout; only the engine's total deadline ends this.
+    assert (result.error.phase, result.error.message) == (
+        "read",
+        "no response headers within 0.6 s",
+    )
     assert time.monotonic() - started < 3.0
 
 
@@ -181,3 +190,163 @@ def test_http10_and_bare_lf(hosts: LoopbackHosts, fetch: FetchOne) -> None:
     result = fetch(f"127.0.0.1:{port}")
     assert (result.http_version, result.status_code) == ("1.0", 200)
     assert result.headers == [("Server", "old")]
+
+
+# --- more parity cases: every one asserts the same outcome on both backends ---------------------
+
+
+def test_result_names_its_backend(hosts: LoopbackHosts, fetch: FetchOne, backend_name: str) -> None:
+    port = hosts.serve(replies(OK))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.backend == backend_name
+    assert result.timings["dns"] is not None  # both resolve through fetcher.resolve
+
+
+def test_request_bytes_are_the_same(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    """Same request line and header lines, same order, same case: a server cannot tell."""
+    seen: list[bytes] = []
+
+    async def record(reader, writer):  # type: ignore[no-untyped-def]
+        from fetcher.loopback import read_request
+
+        seen.append(await read_request(reader))
+        writer.write(OK)
+
+    port = hosts.serve(record)
+    result = fetch(f"127.0.0.1:{port}/a?b=1", user_agent="probe/1", headers=(("X-Extra", "1"),))
+    assert result.status_code == 200
+    assert seen == [
+        b"GET /a?b=1 HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{port}\r\n".encode()
+        + b"User-Agent: probe/1\r\nAccept: */*\r\nConnection: close\r\nX-Extra: 1\r\n\r\n"
+    ]
+
+
+def test_header_values_decoded_alike(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    head = (
+        b"HTTP/1.1 200 OK\r\n"
+        b"X-Case: kept\r\n"
+        b"X-Utf8: caf\xc3\xa9\r\n"
+        b"X-Latin1: caf\xe9\r\n"
+        b"X-Folded: one\r\n  two\r\n"
+        b"x-case:   second  \r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    port = hosts.serve(replies(head))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.headers == [
+        ("X-Case", "kept"),
+        ("X-Utf8", "café"),
+        ("X-Latin1", "café"),
+        ("X-Folded", "one two"),
+        ("x-case", "second"),
+        ("Content-Length", "0"),
+    ]
+    assert result.headers_by_name()["x-case"] == ["kept", "second"]
+
+
+def test_status_line_without_reason(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 204\r\n\r\n"))
+    result = fetch(f"127.0.0.1:{port}")
+    assert (result.status_code, result.reason, result.headers) == (204, "", [])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b"HTTP/1.1 2000 OK\r\n\r\n", id="four-digit-status"),
+        pytest.param(b"HTTP/2 200 OK\r\n\r\n", id="http2-status-line-on-http1"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n", id="header-without-colon"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", id="nul-in-value"),
+        pytest.param(b"HTTP/1.1 200 OK\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n", id="line"),
+    ],
+)
+def test_malformed_heads(hosts: LoopbackHosts, fetch: FetchOne, reply: bytes) -> None:
+    port = hosts.serve(replies(reply))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.error is not None and result.error.kind == "protocol-error"
+
+
+def test_closed_in_the_middle_of_the_head(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 200 OK\r\nX-Partial: "))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.error is not None
+    assert (result.error.kind, result.error.phase) == ("protocol-error", "read")
+    assert "middle of the header section" in result.error.message
+
+
+def test_garbage_then_silence_fails_at_once(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    """An SSH server waits for our banner: the first bytes already say it is not HTTP."""
+
+    async def ssh(reader, writer):  # type: ignore[no-untyped-def]
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    port = hosts.serve(ssh)
+    started = time.monotonic()
+    result = fetch(f"127.0.0.1:{port}", timeout=5)
+    assert result.error is not None and result.error.kind == "protocol-error"
+    assert "not an HTTP response" in result.error.message
+    assert time.monotonic() - started < 2.5  # well before the 5 s deadline
+
+
+def test_connect_timeout_covers_the_tls_handshake(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    """A port that accepts TCP but never speaks TLS: the connect timeout ends it, not the total."""
+    port = hosts.serve(silent())
+    started = time.monotonic()
+    result = fetch(f"https://127.0.0.1:{port}/", connect_timeout=0.5, timeout=20)
+    elapsed = time.monotonic() - started
+    assert result.error is not None
+    assert (result.error.kind, result.error.phase) == ("timeout", "tls")
+    assert "within 0.5 s" in result.error.message
+    assert 0.4 < elapsed < 5.0
+
+
+def test_one_client_serves_many_targets(hosts: LoopbackHosts, backend_name: str) -> None:
+    """More targets than connection slots: the pool sized from --concurrency never stalls."""
+    port = hosts.serve(delayed(OK, 0.02))
+    config = make_config(backend=backend_name, concurrency=3, timeout=10)
+
+    async def run() -> list[Result]:
+        return [r async for r in fetch_all([f"127.0.0.1:{port}/{i}" for i in range(30)], config)]
+
+    results = asyncio.run(run())
+    assert sorted(r.target.path for r in results if r.target) == sorted(f"/{i}" for i in range(30))
+    assert all(r.status_code == 200 for r in results)
+
+
+def test_too_many_interim_responses(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    """httpcore alone would skip any number of 1xx heads; the httpx backend holds the bytes to
+    http1.MAX_INTERIM_RESPONSES as raw does (see _TracedStream)."""
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" * (MAX_INTERIM_RESPONSES + 1)
+    port = hosts.serve(replies(interim + OK))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.error is not None and result.error.kind == "protocol-error"
+    assert f"more than {MAX_INTERIM_RESPONSES} interim" in result.error.message
+
+
+# --- where the backends genuinely differ: each case states both outcomes and why ----------------
+
+
+def test_head_between_h11_and_our_limit(
+    hosts: LoopbackHosts, fetch: FetchOne, backend_name: str
+) -> None:
+    """A 150 KiB header section. Ours allows 256 KiB (http1.MAX_HEAD_BYTES); httpcore caps h11
+    at 100 KiB per head and offers no per-client setting, so httpx reports a protocol error."""
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(
+        b"X-Big-%d: %s\r\n" % (i, b"a" * 3000) for i in range(50)
+    )
+    port = hosts.serve(replies(head + b"\r\n"))
+    result = fetch(f"127.0.0.1:{port}")
+    expected = {"raw": (200, None), "httpx": (None, "protocol-error")}
+    assert (result.status_code, result.error and result.error.kind) == expected[backend_name]
+
+
+def test_unsolicited_101(hosts: LoopbackHosts, fetch: FetchOne, backend_name: str) -> None:
+    """101 Switching Protocols to a request that asked for no upgrade. Raw records the status
+    line like any other; h11 refuses it as a protocol violation, and httpx with it."""
+    port = hosts.serve(replies(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"))
+    result = fetch(f"127.0.0.1:{port}")
+    expected = {"raw": (101, None), "httpx": (None, "protocol-error")}
+    assert (result.status_code, result.error and result.error.kind) == expected[backend_name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -13,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fetcher import __version__
-from fetcher.cli import afetch, config_keys
+from fetcher.cli import HELP_GROUPS, afetch, config_keys
 from fetcher.loopback import LoopbackHosts, replies, response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +90,25 @@ def test_output_file_appends_the_same_records(ok_port: int, tmp_path: Path) -> N
         pytest.param(["-H", "no colon", "x"], "Name: value", id="header"),
         pytest.param(["-l", "/no/such/file"], "does not exist", id="missing-list"),
         pytest.param(["--nope"], "No such option", id="unknown-option"),
+        pytest.param(["--scheme", "ftp", "x"], "--scheme", id="scheme"),
+        pytest.param(["-p", "80,http", "x"], "invalid port 'http'", id="ports"),
+        pytest.param(["-p", "0-10", "x"], "ports are 1-65535", id="ports-range"),
+        pytest.param(["--max-redirects", "-1", "x"], "--max-redirects", id="max-redirects"),
+        pytest.param(["--retries", "many", "x"], "--retries", id="retries"),
+        pytest.param(["--rate", "-2", "x"], "--rate", id="rate"),
+        pytest.param(["--per-host", "-1", "x"], "--per-host", id="per-host"),
+        pytest.param(["--match-status", "2x", "x"], "invalid status '2x'", id="match-status"),
+        pytest.param(["--filter-status", "999", "x"], "--filter-status", id="filter-status"),
+        pytest.param(["--format", "xml", "x"], "--format", id="format"),
+        pytest.param(
+            ["--json", "--fields", "url,bogus", "x"], "unknown field 'bogus'", id="fields"
+        ),
+        pytest.param(
+            ["--format", "csv", "--fields", "headers", "x"], "for --format csv", id="csv-fields"
+        ),
+        pytest.param(["--fields", "url", "x"], "jsonl and csv only", id="fields-text"),
+        pytest.param(["--http1.0=maybe", "x"], "--http1.0", id="http10-takes-no-value"),
+        pytest.param(["--http1.0", "--backend", "httpx", "x"], "HTTP/1.1", id="http10-httpx"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_two(args: list[str], message: str) -> None:
@@ -121,6 +141,15 @@ def test_example_config_lists_every_option_with_its_default() -> None:
     keys = config_keys(afetch)
     commented = {"cacert"}  # no default value: shown commented out
     assert set(example) | commented == set(keys)
+    # Each key, set or commented out, comes right after a comment saying what it does.
+    lines = (ROOT / "config" / "afetch.toml").read_text().splitlines()
+    for key in keys:
+        at = next(
+            i
+            for i, line in enumerate(lines)
+            if line.lstrip("# ").startswith((f"{key} =", f'"{key}" ='))
+        )
+        assert lines[at - 1].startswith("# "), key
     for key, value in example.items():
         param = params[keys[key]]
         default = param.get_default(click.Context(afetch))
@@ -196,6 +225,289 @@ def test_closed_stdout_ends_the_run_quietly(ok_port: int) -> None:
     assert b"Traceback" not in done.stderr
 
 
+# --- probe features end to end through the command line -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def routes(hosts: LoopbackHosts) -> int:
+    """/ -> 200, /moved -> 301 to /, /missing -> 404, /gone -> 410."""
+
+    async def script(reader, writer):  # type: ignore[no-untyped-def]
+        from fetcher.loopback import read_request
+
+        request = await read_request(reader)
+        path = request.split(b" ")[1] if request else b"/"
+        answers = {
+            b"/moved": response("301 Moved Permanently", [("Location", "/")]),
+            b"/missing": response("404 Not Found"),
+            b"/gone": response("410 Gone"),
+        }
+        writer.write(answers.get(path, OK))
+
+    return hosts.serve(script)
+
+
+def records(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_follow_redirects_from_the_command_line(routes: int) -> None:
+    code, out, _ = invoke("--json", "-L", f"127.0.0.1:{routes}/moved")
+    [record] = records(out)
+    assert code == 0 and record["status_code"] == 200
+    assert record["final_url"] == f"http://127.0.0.1:{routes}/"
+    assert record["redirects"] == [
+        {"url": f"http://127.0.0.1:{routes}/moved", "status_code": 301, "location": "/"}
+    ]
+    code, out, _ = invoke("--json", f"127.0.0.1:{routes}/moved")
+    assert records(out)[0]["status_code"] == 301  # not followed without -L
+
+
+def test_ports_label_each_port_in_text(routes: int, hosts: LoopbackHosts) -> None:
+    refused = hosts.refused()
+    code, out, _ = invoke("-p", f"{routes},{refused}", "127.0.0.1")
+    assert code == 1
+    assert f"127.0.0.1:{routes} header > HTTP/1.1 200 OK" in out.splitlines()
+    assert f"127.0.0.1:{refused} error > connection-refused: connection refused" in out
+
+
+def test_scheme_auto_from_the_command_line(hosts: LoopbackHosts) -> None:
+    port = hosts.serve(replies(OK, wait_for_request=False))  # plain HTTP: TLS fails at once
+    code, out, _ = invoke("--json", "--scheme", "auto", f"127.0.0.1:{port}")
+    [record] = records(out)
+    assert code == 0 and record["url"] == f"http://127.0.0.1:{port}/"
+
+
+def test_match_and_filter_status_hide_records_but_count_them(routes: int) -> None:
+    targets = [f"127.0.0.1:{routes}{path}" for path in ("/", "/moved", "/missing", "/gone")]
+    code, out, err = invoke("--json", "--match-status", "2xx,3xx", "--stats", *targets)
+    assert code == 0
+    assert sorted(r["status_code"] for r in records(out)) == [200, 301]  # type: ignore[type-var]
+    assert "2 filtered out" in err and "4xx 2" in err
+    code, out, err = invoke("--json", "--filter-status", "404,3xx", "--stats", *targets)
+    assert sorted(r["status_code"] for r in records(out)) == [200, 410]  # type: ignore[type-var]
+    assert "2 filtered out" in err
+
+
+def test_failures_are_hidden_by_match_status_but_still_fail_the_run(
+    routes: int, hosts: LoopbackHosts
+) -> None:
+    code, out, err = invoke(
+        "--match-status", "200", "--stats", f"127.0.0.1:{routes}", f"127.0.0.1:{hosts.refused()}"
+    )
+    assert code == 1
+    assert out.count(" header > HTTP/1.1 200 OK") == 1 and "error >" not in out
+    assert "connection-refused 1" in err
+
+
+def test_stats_summary_on_stderr(routes: int) -> None:
+    code, out, err = invoke("--stats", "--json", f"127.0.0.1:{routes}", "bad host")
+    lines = err.splitlines()
+    assert code == 1 and len(records(out)) == 2
+    assert lines[0].startswith("afetch: 2 targets in ") and "1 answered, 1 failed" in lines[0]
+    assert lines[1:3] == ["  status   2xx 1", "  errors   invalid-input 1"]
+    assert lines[3].startswith("  latency  p50 ")
+
+
+def test_csv_with_fields(routes: int) -> None:
+    code, out, _ = invoke(
+        "--format", "csv", "--fields", "input,status_code,error_kind", f"127.0.0.1:{routes}"
+    )
+    assert code == 0
+    assert out.splitlines() == ["input,status_code,error_kind", f"127.0.0.1:{routes},200,"]
+
+
+def test_json_fields(routes: int) -> None:
+    code, out, _ = invoke("--json", "--fields", "status_code,url", f"127.0.0.1:{routes}")
+    assert out == f'{{"status_code":200,"url":"http://127.0.0.1:{routes}/"}}\n'
+
+
+def test_request_switches_reach_the_server(hosts: LoopbackHosts) -> None:
+    seen: list[bytes] = []
+
+    async def record(reader, writer):  # type: ignore[no-untyped-def]
+        from fetcher.loopback import read_request
+
+        seen.append(await read_request(reader))
+        writer.write(OK)
+
+    port = hosts.serve(record)
+    code, _, _ = invoke(
+        "-X", "head", "-H", "X-One: 1", "-H", "X-Two: 2", "-A", "probe/1", "--http1.0",
+        f"127.0.0.1:{port}/p",
+    )  # fmt: skip
+    request = seen[0].decode().lower()
+    assert code == 0 and request.startswith("head /p http/1.0\r\n")
+    assert "x-one: 1\r\n" in request and "x-two: 2\r\n" in request
+    assert "user-agent: probe/1\r\n" in request
+
+
+def test_pacing_options_are_accepted(routes: int) -> None:
+    code, out, _ = invoke(
+        "--json", "--retries", "2", "--rate", "100", "--per-host", "1", "-c", "3",
+        *[f"127.0.0.1:{routes}/{i}" for i in range(4)],
+    )  # fmt: skip
+    assert code == 0 and len(records(out)) == 4
+
+
+# --- progress: a terminal on stderr only, never with -q ------------------------------------
+
+
+def test_progress_line_on_a_terminal(routes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fetcher import output
+
+    monkeypatch.setattr(output, "_isatty", lambda stream: True)
+    code, out, err = invoke(f"127.0.0.1:{routes}", f"127.0.0.1:{routes}/missing")
+    assert code == 0 and out.count("header > HTTP/1.1") == 2
+    assert "2/2 done" in err and "2 ok" in err and "\x1b[2K" in err
+    code, out, err = invoke("-q", f"127.0.0.1:{routes}")
+    assert code == 0 and err == ""
+
+
+def test_no_progress_in_a_pipe(routes: int) -> None:
+    code, _, err = invoke(f"127.0.0.1:{routes}")
+    assert code == 0 and err == ""
+
+
+def test_progress_without_a_countable_total_has_no_eta(
+    routes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetcher import output
+
+    monkeypatch.setattr(output, "_isatty", lambda stream: True)
+    code, _, err = invoke("-l", "-", stdin=f"127.0.0.1:{routes}\n")
+    assert code == 0 and "1 done" in err and "/1 done" not in err and "ETA" not in err
+
+
+def test_count_targets_for_the_eta(tmp_path: Path) -> None:
+    from fetcher.inputs import count_targets
+
+    listing = tmp_path / "hosts.txt"
+    listing.write_text("# comment\na.example\n\nb.example\nhttps://c.example/\n")
+    assert count_targets(["x.example"], [str(listing)]) == 4
+    assert count_targets([], [str(listing)], lambda line: 3) == 9
+    assert count_targets(["x"], ["-"]) is None  # stdin: not countable
+    assert count_targets([], ["/dev/null"]) is None  # not a regular file
+    assert count_targets([], [str(tmp_path / "gone")]) is None
+
+
+# --- configuration: file < environment < command line, every key and variable --------------
+
+
+def test_every_option_has_an_environment_variable_named_after_it(
+    routes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AFETCH_FORMAT", "jsonl")
+    monkeypatch.setenv("AFETCH_FIELDS", "input,status_code,final_url")
+    monkeypatch.setenv("AFETCH_FOLLOW_REDIRECTS", "1")
+    monkeypatch.setenv("AFETCH_HEADER", "X-One: 1\nX-Two: 2")  # one header per line
+    monkeypatch.setenv("AFETCH_HTTP1_0", "true")
+    code, out, _ = invoke(f"127.0.0.1:{routes}/moved")
+    assert code == 0
+    assert records(out) == [
+        {
+            "input": f"127.0.0.1:{routes}/moved",
+            "status_code": 200,
+            "final_url": f"http://127.0.0.1:{routes}/",
+        }
+    ]
+    from fetcher.cli import config_options, env_name
+
+    assert {o.envvar for o in config_options(afetch).values()} == {
+        env_name(key) for key in config_keys(afetch)
+    }
+    assert env_name("http1.0") == "AFETCH_HTTP1_0"
+
+
+def test_precedence_for_every_layer(
+    routes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = tmp_path / "xdg" / "afetch" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text('format = "jsonl"\nfields = "status_code"\nmatch-status = "4xx"\n')
+    target = f"127.0.0.1:{routes}/missing"
+    assert invoke(target)[1] == '{"status_code":404}\n'  # the user file beats the defaults
+    explicit = tmp_path / "other.toml"
+    explicit.write_text('format = "csv"\nfields = "status_code"\n')
+    assert invoke("--config", str(explicit), target)[1] == "status_code\n404\n"  # replaces it
+    monkeypatch.setenv("AFETCH_FILTER_STATUS", "404")
+    assert invoke(target)[1] == ""  # the environment adds to the file
+    assert invoke("--filter-status", "", target)[1] == '{"status_code":404}\n'  # CLI wins
+    monkeypatch.setenv("AFETCH_CONFIG", str(explicit))
+    assert invoke(target)[1] == "status_code\n"  # AFETCH_CONFIG names the file
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        pytest.param("AFETCH_TIMEOUT", "soon", "AFETCH_TIMEOUT: ", id="timeout"),
+        pytest.param("AFETCH_PORTS", "80-", "AFETCH_PORTS: ", id="ports"),
+        pytest.param("AFETCH_MATCH_STATUS", "ok", "AFETCH_MATCH_STATUS: ", id="match-status"),
+        pytest.param("AFETCH_HEADER", "broken", "AFETCH_HEADER: ", id="header"),
+    ],
+)
+def test_bad_environment_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    code, _, err = invoke("x")
+    assert code == 2 and err.startswith(f"afetch: error: {message}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "key"),
+    [
+        pytest.param('ports = "x"\n', "ports", id="ports"),
+        pytest.param('"http1.0" = 3\n', "http1.0", id="bool-as-number"),
+        pytest.param("rate = -1\n", "rate", id="rate"),
+        pytest.param("retries = { a = 1 }\n", "retries", id="table"),
+        pytest.param('header = "X: 1"\n', "header", id="header-not-a-list"),
+    ],
+)
+def test_bad_config_value_names_the_key(tmp_path: Path, content: str, key: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    code, _, err = invoke("--config", str(config), "x")
+    assert code == 2 and f"key {key!r}" in err and err.count("\n") == 1
+
+
+# --- --help and shell completion -----------------------------------------------------------
+
+
+def test_help_is_grouped_one_line_per_option_with_defaults() -> None:
+    result = CliRunner().invoke(afetch, ["--help"], terminal_width=98)
+    text = result.stdout
+    sections = ["Input options:", "Request options:", "Concurrency options:", "Output options:"]
+    positions = [text.index(section) for section in sections]
+    assert positions == sorted(positions)
+    body = text[positions[0] : text.index("Exit status")]
+    option_lines = [line for line in body.splitlines() if line.strip() and line[0] == " "]
+    assert all(line.startswith(("  -", "  --")) for line in option_lines), option_lines
+    for flag, default in [
+        ("--scheme", "http"), ("--ports", "none"), ("--timeout", "10.0"),
+        ("--max-redirects", "10"), ("--concurrency", "100"), ("--format", "text"),
+        ("--rate", "0: no cap"),
+    ]:  # fmt: skip
+        line = next(line for line in option_lines if flag in line)
+        assert line.endswith(f"[default: {default}]"), line
+    for name in HELP_GROUPS["Request"]:
+        assert name in {p.name for p in afetch.params}
+
+
+def test_bash_completion_script_and_choices() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fetcher"],
+        env={**os.environ, "_AFETCH_COMPLETE": "bash_source"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and b"_afetch_completion" in done.stdout
+    env = {"_AFETCH_COMPLETE": "bash_complete", "COMP_WORDS": "afetch --scheme ", "COMP_CWORD": "2"}
+    result = CliRunner().invoke(afetch, [], env=env, prog_name="afetch")
+    assert result.stdout.split() == ["plain,http", "plain,https", "plain,auto"]
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop", "auto"])
 def test_event_loop_choice(ok_port: int, loop: str) -> None:
     code, out, err = invoke("--loop", loop, "--json", f"127.0.0.1:{ok_port}")
@@ -210,3 +522,18 @@ def test_missing_uvloop_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> Non
     from fetcher.runner import loop_factory
 
     assert loop_factory("auto") is None  # falls back to asyncio's loop quietly
+
+
+def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fetcher import runner
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "run", broken)
+    code, out, err = invoke("x")
+    assert code == 70
+    assert err == "afetch: internal error: RuntimeError: boom\n"
+    monkeypatch.setenv("AFETCH_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        invoke("x")

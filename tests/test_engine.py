@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import aclosing
@@ -14,10 +15,10 @@ from conftest import make_config
 from fetcher.backends.base import Backend
 from fetcher.config import Config
 from fetcher.engine import Engine, fetch_all
-from fetcher.errors import ConnectError
+from fetcher.errors import ConnectError, ConnectionRefused, TLSError
 from fetcher.http1 import ResponseHead
 from fetcher.models import Result, Trace
-from fetcher.targets import Target
+from fetcher.targets import Target, parse_target
 
 
 class StubBackend(Backend):
@@ -247,3 +248,194 @@ def test_async_iterable_input() -> None:
             yield f"ok{i}"
 
     assert len(collect(lines(), config, StubBackend(config))) == 5
+
+
+# --- probe features through the stub: what the engine asks the backend for ---------------
+
+
+class Recording(StubBackend):
+    """Records every target it is asked for; hosts named refuse-* fail like a closed port."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.asked: list[str] = []
+
+    async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+        self.asked.append(target.url)
+        if target.host.startswith("refuse") and target.scheme == "https":
+            raise ConnectionRefused("connection refused", "connect")
+        return await super().fetch(target, trace)
+
+
+def test_auto_tries_https_443_then_http_80_for_a_bare_host() -> None:
+    config = make_config(scheme="auto")
+    backend = Recording(config)
+    [result] = collect(["refuse.example"], config, backend)
+    assert backend.asked == ["https://refuse.example/", "http://refuse.example/"]
+    assert result.to_record()["url"] == "http://refuse.example/" and result.status_code == 200
+    assert result.target is not None and result.target.port == 80
+
+
+def test_auto_keeps_a_given_port_and_stops_at_an_https_answer() -> None:
+    config = make_config(scheme="auto")
+    backend = Recording(config)
+    results = collect(["refuse.example:8080", "ok.example"], config, backend)
+    assert sorted(backend.asked) == sorted(
+        ["https://refuse.example:8080/", "http://refuse.example:8080/", "https://ok.example/"]
+    )
+    assert {r.to_record()["url"] for r in results} == {
+        "http://refuse.example:8080/",
+        "https://ok.example/",
+    }
+
+
+def test_ports_expansion_is_streamed_and_bounded() -> None:
+    config = make_config(concurrency=20, ports=tuple(range(1, 5001)))
+    backend = StubBackend(config)
+    consumed = [0]
+
+    async def go() -> tuple[int, int]:
+        seen = 0
+        first_consumed = -1
+        async for _ in fetch_all(stream(10, consumed), config, backend):
+            if seen == 0:
+                first_consumed = consumed[0]
+            seen += 1
+        return seen, first_consumed
+
+    seen, first_consumed = asyncio.run(go())
+    assert seen == 50_000
+    assert first_consumed == 1  # the first line's ports started before the second line was read
+    assert backend.max_fetch_tasks <= 20
+
+
+def test_ports_keep_input_order_and_label_each_port() -> None:
+    config = make_config(concurrency=5, order="input", ports=(80, 443, 8080))
+    results = collect(["ok1", "bad host", "ok2:81"], config, StubBackend(config, jitter=0.003))
+    assert [r.label for r in results] == [
+        "ok1:80", "ok1:443", "ok1:8080", "bad host", "ok2:81",
+    ]  # fmt: skip
+    assert {r.input for r in results} == {"ok1", "bad host", "ok2:81"}
+
+
+def test_retries_back_off_then_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fetcher import engine as engine_module
+
+    waits: list[float] = []
+    real_backoff = engine_module.backoff
+
+    def recorded(retry: int) -> float:
+        waits.append(real_backoff(retry))
+        return 0.0  # do not really wait
+
+    monkeypatch.setattr(engine_module, "backoff", recorded)
+    config = make_config(retries=3)
+
+    class Failing(StubBackend):
+        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+            self.calls += 1
+            raise ConnectError("stub failure", "connect")
+
+    backend = Failing(config)
+    engine = Engine(config, backend)
+    result = asyncio.run(engine.fetch(parse_target("fail.example")))
+    assert result.error is not None and result.error.kind == "connection-error"
+    assert backend.calls == 4 and len(waits) == 3
+    for retry, wait in enumerate(waits):
+        full = min(engine_module.RETRY_CAP, engine_module.RETRY_BASE * 2**retry)
+        assert full / 2 <= wait <= full
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    from fetcher.engine import RETRY_BASE, RETRY_CAP, backoff
+
+    assert RETRY_BASE / 2 <= backoff(0) <= RETRY_BASE
+    assert 4 * RETRY_BASE / 2 <= backoff(2) <= 4 * RETRY_BASE
+    assert RETRY_CAP / 2 <= backoff(50) <= RETRY_CAP
+
+
+def test_other_errors_are_not_retried() -> None:
+    config = make_config(retries=3)
+
+    class Tls(StubBackend):
+        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+            self.calls += 1
+            raise TLSError("bad certificate", "tls")
+
+    backend = Tls(config)
+    result = asyncio.run(Engine(config, backend).fetch(parse_target("x.example")))
+    assert result.error is not None and result.error.kind == "tls-error"
+    assert backend.calls == 1
+
+
+def test_per_host_limiter_forgets_idle_hosts() -> None:
+    from fetcher.pacing import PerHostLimiter
+
+    limiter = PerHostLimiter(2)
+    peak: dict[str, int] = {}
+    now: dict[str, int] = {}
+    sizes: list[int] = []
+
+    async def one(host: str) -> None:
+        async with limiter.hold((host, 80)):
+            now[host] = now.get(host, 0) + 1
+            peak[host] = max(peak.get(host, 0), now[host])
+            sizes.append(len(limiter))
+            await asyncio.sleep(0.001)
+            now[host] -= 1
+
+    async def go() -> None:
+        await asyncio.gather(*(one(f"h{i % 50}") for i in range(1000)))
+
+    asyncio.run(go())
+    assert max(peak.values()) == 2
+    assert max(sizes) <= 50
+    assert len(limiter) == 0  # nothing kept once every host is idle
+
+
+def test_per_host_limiter_keeps_no_entry_after_cancellation() -> None:
+    from fetcher.pacing import PerHostLimiter
+
+    limiter = PerHostLimiter(1)
+
+    async def go() -> None:
+        async def hold() -> None:
+            async with limiter.hold("h"):
+                await asyncio.sleep(10)
+
+        tasks = [asyncio.create_task(hold()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert len(limiter) == 1
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(go())
+    assert len(limiter) == 0
+
+
+def test_rate_limiter_spaces_starts() -> None:
+    from fetcher.pacing import RateLimiter
+
+    async def go() -> list[float]:
+        limiter = RateLimiter(50)
+        loop = asyncio.get_running_loop()
+        starts = []
+        for _ in range(6):
+            await limiter.acquire()
+            starts.append(loop.time())
+        return starts
+
+    starts = asyncio.run(go())
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(gap >= 0.02 * 0.9 for gap in gaps), gaps
+    assert starts[-1] - starts[0] < 1.0
+
+
+def test_rate_applies_across_concurrent_fetches() -> None:
+    config = make_config(concurrency=10, rate=40)
+    backend = StubBackend(config)
+    started = time.monotonic()
+    results = collect([f"ok{i}" for i in range(9)], config, backend)
+    assert len(results) == 9
+    assert time.monotonic() - started >= 8 / 40 * 0.8

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -15,6 +17,7 @@ from fetcher.targets import parse_target
 FIELDS = [
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
+    "redirects", "final_url",
 ]  # fmt: skip
 
 
@@ -117,6 +120,84 @@ def test_console_flags_are_plain_data() -> None:
     console = Console(stdin_tty=False, stdout_tty=True, stderr_tty=False)
     assert console.stdout_tty and not console.stderr_tty
     assert isinstance(Console.detect(), Console)
+
+
+# --- CSV, --fields, headers ----------------------------------------------------------------
+
+
+def test_csv_has_the_documented_columns_and_flattens_nested_fields() -> None:
+    from fetcher.config import Output
+    from fetcher.models import CSV_COLUMNS
+    from fetcher.output import make_format
+
+    chosen = make_format(Output(format="csv"))
+    assert chosen.header == ",".join(CSV_COLUMNS) + "\n"
+    ok = ok_result([("Server", "nginx"), ("Content-Type", "text/html; charset=utf-8")])
+    [row] = csv.DictReader(io.StringIO(chosen.header + chosen.formatter(ok)))
+    assert row["status_code"] == "200" and row["server"] == "nginx"
+    assert row["content_type"] == "text/html; charset=utf-8"
+    assert row["total_ms"] == "6.5" and row["tls_ms"] == "" and row["failed"] == "False"
+    assert row["redirect_count"] == "0" and row["final_url"] == "http://www.sohu.com/"
+    [row] = csv.DictReader(io.StringIO(chosen.header + chosen.formatter(failed_result())))
+    assert (row["error_kind"], row["error_phase"]) == ("timeout", "read")
+    assert row["status_code"] == "" and row["failed"] == "True"
+
+
+def test_csv_quotes_and_escapes_hostile_values() -> None:
+    from fetcher.output import csv_formatter
+
+    line = csv_formatter(["server"])(ok_result([("Server", 'a,"b"\r\n\x1b[2J')]))
+    assert line.count("\n") == 1 and "\x1b" not in line
+    assert next(csv.reader(io.StringIO(line))) == ['a,"b"\\x0d\\x0a\\x1b[2J']
+
+
+def test_fields_choose_and_order_json_and_csv() -> None:
+    from fetcher.output import csv_formatter, jsonl_formatter
+
+    record = json.loads(jsonl_formatter(["status_code", "url"])(ok_result()))
+    assert list(record) == ["status_code", "url"]
+    assert record == {"status_code": 200, "url": "http://www.sohu.com/"}
+    assert csv_formatter(["status_code", "host"])(ok_result()) == "200,www.sohu.com\n"
+
+
+def test_csv_header_goes_to_stdout_and_never_to_the_json_lines_file(tmp_path: Path) -> None:
+    import asyncio
+
+    from fetcher.config import Output
+    from fetcher.output import make_format
+
+    chosen = make_format(Output(format="csv", fields=("host", "status_code")))
+    out = tmp_path / "out.jsonl"
+    stdout = io.BytesIO()
+    writer = RecordWriter(
+        chosen.formatter,
+        stdout=stdout,
+        file_path=str(out),
+        file_formatter=format_jsonl,
+        header=chosen.header,
+    )
+
+    async def go() -> None:
+        writer.write(ok_result())
+
+    asyncio.run(go())
+    writer.close()
+    assert stdout.getvalue() == b"host,status_code\nwww.sohu.com,200\n"
+    assert json.loads(out.read_text())["host"] == "www.sohu.com"
+
+
+def test_redirects_and_final_url_in_the_record() -> None:
+    from fetcher.models import Redirect
+
+    result = ok_result()
+    result.redirects = [Redirect("http://www.sohu.com/", 301, "https://www.sohu.com/")]
+    result.final_target = parse_target("https://www.sohu.com/")
+    record = json.loads(format_jsonl(result))
+    assert record["redirects"] == [
+        {"url": "http://www.sohu.com/", "status_code": 301, "location": "https://www.sohu.com/"}
+    ]
+    assert record["final_url"] == "https://www.sohu.com/"
+    assert json.loads(format_jsonl(failed_result()))["final_url"] == "http://www.bad.example/"
 
 
 def test_rfc3339_matches_datetime_formatting() -> None:

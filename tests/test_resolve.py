@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from click.testing import CliRunner
 
-from fetcher.backends.raw import RawBackend
+from fetcher.backends import create_backend
 from fetcher.cli import afetch
 from fetcher.config import Config, ConfigError, parse_nameserver
 from fetcher.engine import fetch_all
@@ -321,10 +321,18 @@ def invoke(*args: str) -> tuple[int, list[dict[str, Any]], str]:
     )
 
 
-def test_cli_resolves_names_through_the_resolver(dns: LoopbackDNS, hosts: LoopbackHosts) -> None:
+@pytest.mark.parametrize("backend", ["raw", "httpx"])
+def test_cli_resolves_names_through_the_resolver(
+    dns: LoopbackDNS, hosts: LoopbackHosts, backend: str
+) -> None:
     port = hosts.serve(replies(response("200 OK")))
     code, records, err = invoke(
-        "--resolver", server_of(dns), f"www.afetch.test:{port}", "nx.afetch.test"
+        "--backend",
+        backend,
+        "--resolver",
+        server_of(dns),
+        f"www.afetch.test:{port}",
+        "nx.afetch.test",
     )
     assert code == 1, err
     by_input = {record["input"]: record for record in records}
@@ -355,10 +363,13 @@ def test_cli_total_deadline_wins_over_a_silent_server(dns: LoopbackDNS) -> None:
     assert time.monotonic() - started < 5  # the resolver alone would wait ~6 s
 
 
-def test_fetch_all_closes_the_resolver(dns: LoopbackDNS, hosts: LoopbackHosts) -> None:
+@pytest.mark.parametrize("backend_name", ["raw", "httpx"])
+def test_fetch_all_closes_the_resolver(
+    dns: LoopbackDNS, hosts: LoopbackHosts, backend_name: str
+) -> None:
     port = hosts.serve(replies(response("200 OK")))
-    config = Config(resolvers=(server_of(dns),))
-    backend = RawBackend(config)
+    config = Config(resolvers=(server_of(dns),), backend=backend_name)
+    backend = create_backend(config)
 
     async def fetch() -> list[int | None]:
         return [
@@ -366,4 +377,5 @@ def test_fetch_all_closes_the_resolver(dns: LoopbackDNS, hosts: LoopbackHosts) -
         ]
 
     assert run(fetch()) == [200]
-    assert backend._resolver._lookup is None  # aclose released the c-ares channel
+    assert dns.count("www.afetch.test", "A") == 1
+    assert backend._resolver._lookup is None  # type: ignore[attr-defined]  # channel released

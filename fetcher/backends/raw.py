@@ -127,7 +127,16 @@ class RawBackend(Backend):
         loop = asyncio.get_running_loop()
         head: asyncio.Future[ResponseHead] = loop.create_future()
         protocol = _HeadProtocol(head, trace, None if tls else request)
-        transport = await self._connect(loop, target, addresses, protocol, trace, now)
+        try:
+            transport = await self._connect(loop, target, addresses, protocol, trace, now)
+        except BaseException:
+            # Nobody will await `head` now: settle it quietly, or an error the protocol put in
+            # it during a failed handshake is logged as "Future exception was never retrieved".
+            if not head.done():
+                head.cancel()
+            elif not head.cancelled():
+                head.exception()
+            raise
         try:
             if tls:
                 protocol.send(request)

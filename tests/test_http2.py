@@ -1,0 +1,220 @@
+"""--http2 on the httpx backend: ALPN negotiation against a loopback h2 server, and the usage
+errors around the flag."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+
+import pytest
+import trustme
+from click.testing import CliRunner
+from conftest import FetchOne, make_config
+
+from fetcher.cli import afetch
+from fetcher.config import Config, ConfigError, Request
+from fetcher.engine import fetch_all
+from fetcher.loopback import LoopbackHosts, Script, read_request, response
+from fetcher.models import Result
+
+h2_config = pytest.importorskip("h2.config")
+h2_connection = pytest.importorskip("h2.connection")
+h2_events = pytest.importorskip("h2.events")
+
+OK = response("200 OK", [("Content-Type", "text/plain")])
+H2_HEADERS = [
+    (":status", "200"),
+    ("content-type", "text/plain"),
+    ("set-cookie", "a=1"),
+    ("set-cookie", "b=2"),
+]
+
+
+@pytest.fixture(scope="module")
+def h2_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context for localhost that offers h2 first, then http/1.1, by ALPN."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
+
+
+def h2_or_http1(requests: list[dict[str, str]]) -> Script:
+    """Answer in HTTP/2 if ALPN chose h2 (recording each request's headers), else HTTP/1.1."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+            await read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+            return
+        conn = h2_connection.H2Connection(
+            h2_config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2_events.RequestReceived):
+                    requests.append(dict(event.headers))
+                    conn.send_headers(event.stream_id, H2_HEADERS)
+                    conn.send_data(event.stream_id, b"hello\n", end_stream=True)
+            writer.write(conn.data_to_send())
+            await writer.drain()
+
+    return script
+
+
+@pytest.fixture
+def httpx_fetch() -> FetchOne:
+    """fetch(line, **options) -> Result on the httpx backend (--http2 exists only there)."""
+
+    def run(line: str, **options: object) -> Result:
+        config = make_config(backend="httpx", **options)
+
+        async def one() -> list[Result]:
+            return [result async for result in fetch_all([line], config)]
+
+        [result] = asyncio.run(one())
+        return result
+
+    return run
+
+
+def test_http2_negotiated_by_alpn(
+    hosts: LoopbackHosts, httpx_fetch: FetchOne, h2_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    seen: list[dict[str, str]] = []
+    port = hosts.serve(h2_or_http1(seen), tls=h2_tls)
+    result = httpx_fetch(
+        f"https://localhost:{port}/p?q=1",
+        cafile=ca_file,
+        http2=True,
+        user_agent="probe/2",
+        headers=(("X-Extra", "1"),),
+    )
+    assert result.error is None
+    assert (result.status_code, result.reason, result.http_version) == (200, "", "2")
+    assert result.headers_by_name()["set-cookie"] == ["a=1", "b=2"]
+    assert result.host_ip == "127.0.0.1"
+    assert result.timings["tls"] is not None and result.timings["connect"] is not None
+    [request] = seen
+    assert request[":method"] == "GET" and request[":path"] == "/p?q=1"
+    assert request[":authority"] == f"localhost:{port}"
+    assert request["user-agent"] == "probe/2" and request["x-extra"] == "1"
+    assert "connection" not in request  # forbidden in HTTP/2, left out
+
+
+def test_http2_with_insecure(
+    hosts: LoopbackHosts, httpx_fetch: FetchOne, h2_tls: ssl.SSLContext
+) -> None:
+    port = hosts.serve(h2_or_http1([]), tls=h2_tls)
+    untrusted = httpx_fetch(f"https://localhost:{port}/", http2=True)
+    assert untrusted.error is not None and untrusted.error.kind == "tls-error"
+    insecure = httpx_fetch(f"https://localhost:{port}/", http2=True, verify=False)
+    assert (insecure.status_code, insecure.http_version) == (200, "2")
+
+
+def test_without_the_flag_the_same_server_speaks_http11(
+    hosts: LoopbackHosts, httpx_fetch: FetchOne, h2_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    port = hosts.serve(h2_or_http1([]), tls=h2_tls)
+    result = httpx_fetch(f"https://localhost:{port}/", cafile=ca_file)
+    assert (result.status_code, result.http_version) == (200, "1.1")
+
+
+def test_plain_http_stays_http11(hosts: LoopbackHosts, httpx_fetch: FetchOne) -> None:
+    """HTTP/2 is offered by ALPN, which needs TLS; a plain http:// target gets HTTP/1.1."""
+    port = hosts.serve(h2_or_http1([]))
+    result = httpx_fetch(f"http://127.0.0.1:{port}/", http2=True)
+    assert (result.status_code, result.http_version) == (200, "1.1")
+
+
+def test_http2_needs_the_httpx_backend() -> None:
+    with pytest.raises(ConfigError, match="--backend httpx"):
+        Config(request=Request(http2=True), backend="raw")
+
+
+def test_http2_needs_the_h2_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "h2" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"afetch\[http2\]"):
+        Config(request=Request(http2=True), backend="httpx")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--http2", "x"], "--backend httpx", id="raw-backend"),
+        pytest.param(["--http2", "--backend", "raw", "x"], "--backend httpx", id="explicit-raw"),
+    ],
+)
+def test_http2_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(afetch, args, catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_http2_without_h2_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "h2" else real(name, *a)
+    )
+    result = CliRunner().invoke(
+        afetch, ["--backend", "httpx", "--http2", "x"], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "afetch: error: --http2 needs the h2 package: pip install 'afetch[http2]'\n"
+    )
+
+
+def test_cli_httpx_backend_with_http2(
+    hosts: LoopbackHosts, h2_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    port = hosts.serve(h2_or_http1([]), tls=h2_tls)
+    result = CliRunner().invoke(
+        afetch,
+        [
+            "--backend",
+            "httpx",
+            "--http2",
+            "--cacert",
+            ca_file,
+            "--json",
+            f"https://localhost:{port}",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["backend"], record["http_version"], record["status_code"]) == ("httpx", "2", 200)
+
+
+def test_two_targets_share_one_http2_connection(
+    hosts: LoopbackHosts, h2_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    """Same origin, in flight together: one TLS connection, two streams. The second fetch never
+    connected, so its peer address comes from the response's network stream."""
+    seen: list[dict[str, str]] = []
+    port = hosts.serve(h2_or_http1(seen), tls=h2_tls)
+    config = make_config(backend="httpx", http2=True, cafile=ca_file, concurrency=2)
+    lines = [f"https://localhost:{port}/one", f"https://localhost:{port}/two"]
+
+    async def run() -> list[Result]:
+        return [result async for result in fetch_all(lines, config)]
+
+    results = asyncio.run(run())
+    assert [(r.status_code, r.http_version, r.host_ip) for r in results] == [
+        (200, "2", "127.0.0.1")
+    ] * 2
+    assert sorted(request[":path"] for request in seen) == ["/one", "/two"]
