@@ -11,7 +11,7 @@ from conftest import FetchOne, make_config
 
 from fetcher.engine import fetch_all
 from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES
-from fetcher.loopback import LoopbackHosts, delayed, drips, replies, response, silent
+from fetcher.loopback import LoopbackDNS, LoopbackHosts, delayed, drips, replies, response, silent
 from fetcher.models import Result
 
 OK = response(
@@ -104,8 +104,10 @@ def test_refused(hosts: LoopbackHosts, fetch: FetchOne) -> None:
     assert (result.error.kind, result.error.phase) == ("connection-refused", "connect")
 
 
-def test_dns_failure(fetch: FetchOne) -> None:
-    result = fetch("no-such-host.invalid")
+def test_dns_failure(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    # Asked of a DNS server on loopback that knows no names: tests never query a real one.
+    port = hosts.serve_dns(LoopbackDNS({}))
+    result = fetch("no-such-host.invalid", resolvers=(f"127.0.0.1:{port}",))
     assert result.error is not None
     assert (result.error.kind, result.error.phase) == ("dns-error", "dns")
 
