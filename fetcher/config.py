@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,6 +265,8 @@ def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str
     Keys are long option names (``connect-timeout``); `options` maps each allowed one to its
     parameter name. An unknown key raises ConfigError naming the key.
     """
+    import tomllib  # only when there is a file to read: it costs a few ms at start-up
+
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)

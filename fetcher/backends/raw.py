@@ -9,6 +9,7 @@ than the whole parse.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 from ..config import Config
@@ -108,8 +109,7 @@ class RawBackend(Backend):
         line, _, rest = head.partition(b" {path}")
         self._request_line = line
         self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
-        self._ssl = make_ssl_context(request.verify, request.cafile)
-        self._ssl.set_alpn_protocols(["http/1.1"])
+        self._ssl_context: ssl.SSLContext | None = None  # made on the first https target
         self._resolver = Resolver(config.resolvers)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
 
@@ -147,6 +147,15 @@ class RawBackend(Backend):
             transport.abort()
             raise
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """Loading the system's CA store takes about 20 ms: a run of plain http targets, or a
+        short one, should not pay it at start."""
+        if self._ssl_context is None:
+            request = self.config.request
+            self._ssl_context = make_ssl_context(request.verify, request.cafile)
+            self._ssl_context.set_alpn_protocols(["http/1.1"])
+        return self._ssl_context
+
     async def _connect(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -170,7 +179,7 @@ class RawBackend(Backend):
                         tls = await loop.start_tls(
                             transport,
                             protocol,
-                            self._ssl,
+                            self._tls_context(),
                             server_hostname=target.host,
                             ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
                         )
