@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from fetcher.loopback import LoopbackHosts, delayed, response
+from fetcher.loopback import FOREVER, LoopbackHosts, delayed, read_request, response
 from fetcher.resume import recorded_inputs, repair
 
 SLOW = 0.3  # seconds each answer takes
@@ -23,6 +25,26 @@ COUNT = 300
 @pytest.fixture(scope="module")
 def slow_port(hosts: LoopbackHosts) -> int:
     return hosts.serve(delayed(response("200 OK"), SLOW))
+
+
+class Gate:
+    """A host that answers the first `free` requests, then holds every other one until the gate
+    opens: a run against it cannot finish before the test has interrupted it, however slowly
+    a loaded machine runs the test."""
+
+    def __init__(self, hosts: LoopbackHosts, free: int) -> None:
+        self.open = threading.Event()
+        self.free = free
+        self.port = hosts.serve(self.script)
+
+    async def script(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        self.free -= 1
+        deadline = time.monotonic() + FOREVER
+        while self.free < 0 and not self.open.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        writer.write(response("200 OK"))
+        await writer.drain()
 
 
 def targets(port: int) -> list[str]:
@@ -60,9 +82,10 @@ def wait_for_records(out: Path, at_least: int, deadline: float = 30) -> None:
     ],
 )
 def test_signal_then_resume_leaves_each_input_exactly_once(
-    slow_port: int, tmp_path: Path, signum: int, code: int
+    hosts: LoopbackHosts, tmp_path: Path, signum: int, code: int
 ) -> None:
-    lines = targets(slow_port)
+    gate = Gate(hosts, free=20)
+    lines = targets(gate.port)
     list_file = tmp_path / "hosts.txt"
     list_file.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.jsonl"
@@ -77,6 +100,7 @@ def test_signal_then_resume_leaves_each_input_exactly_once(
     assert 20 <= len(first) < COUNT
     assert all(not r["failed"] for r in first), "cancelled fetches must not be written as failures"
 
+    gate.open.set()
     process = start(list_file, out, "--resume")
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -84,9 +108,10 @@ def test_signal_then_resume_leaves_each_input_exactly_once(
     assert final == Counter(lines)
 
 
-def test_second_ctrl_c_exits_at_once(slow_port: int, tmp_path: Path) -> None:
+def test_second_ctrl_c_exits_at_once(hosts: LoopbackHosts, tmp_path: Path) -> None:
+    gate = Gate(hosts, free=1)
     list_file = tmp_path / "hosts.txt"
-    list_file.write_text("\n".join(targets(slow_port)) + "\n")
+    list_file.write_text("\n".join(targets(gate.port)) + "\n")
     out = tmp_path / "out.jsonl"
     process = start(list_file, out)
     wait_for_records(out, 1)
