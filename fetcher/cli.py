@@ -35,7 +35,7 @@ from .config import (
     load_toml_defaults,
     parse_ports,
 )
-from .runner import ExitCode
+from .status import ExitCode
 
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)

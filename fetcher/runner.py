@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import gc
 import os
 import signal
@@ -20,20 +19,12 @@ from .engine import Engine, Lines
 from .models import Result
 from .output import Console, OutputClosed, RecordWriter
 from .stats import Tally
+from .status import ExitCode
 
 if TYPE_CHECKING:
     from .progress import ProgressLine
 
 Counter = Callable[[], int | None]
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0  # every target answered with an HTTP status
-    FAILURES = 1  # at least one target failed (error record)
-    USAGE = 2  # bad option, bad config file: one line on stderr
-    INTERNAL = 70  # a bug in afetch (sysexits EX_SOFTWARE): one line, AFETCH_DEBUG=1 for more
-    INTERRUPTED = 130  # SIGINT (Ctrl-C), 128 + 2
-    TERMINATED = 143  # SIGTERM, 128 + 15
 
 
 @dataclass(slots=True)

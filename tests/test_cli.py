@@ -537,3 +537,20 @@ def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AFETCH_DEBUG", "1")
     with pytest.raises(RuntimeError):
         invoke("x")
+
+
+def test_version_and_help_load_neither_engine_nor_backends() -> None:
+    probe = (
+        "import sys\n"
+        "from fetcher.cli import afetch\n"
+        "for args in (['--version'], ['--help']):\n"
+        "    try:\n"
+        "        afetch.main(args, prog_name='afetch')\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('fetcher.engine', 'fetcher.backends.raw', 'httpx', 'uvloop',\n"
+        "                     'aiodns', 'rich') if m in sys.modules]\n"
+        "print('LOADED', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
+    assert done.stdout.decode().splitlines()[-1] == "LOADED []", done.stdout + done.stderr
