@@ -53,6 +53,17 @@ def replies(data: bytes, *, wait_for_request: bool = True) -> Script:
     return script
 
 
+def recording(data: bytes, seen: list[bytes]) -> Script:
+    """Like replies(data), and append each request head received to `seen`."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(data)
+        await writer.drain()
+
+    return script
+
+
 def silent() -> Script:
     """Accept, read the request, never answer (until FOREVER or the client leaves)."""
 

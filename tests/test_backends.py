@@ -11,7 +11,16 @@ from conftest import FetchOne, make_config
 
 from fetcher.engine import fetch_all
 from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES
-from fetcher.loopback import LoopbackDNS, LoopbackHosts, delayed, drips, replies, response, silent
+from fetcher.loopback import (
+    LoopbackDNS,
+    LoopbackHosts,
+    delayed,
+    drips,
+    recording,
+    replies,
+    response,
+    silent,
+)
 from fetcher.models import Result
 
 OK = response(
@@ -35,14 +44,7 @@ def test_normal_response(hosts: LoopbackHosts, fetch: FetchOne) -> None:
 
 def test_request_carries_method_host_and_user_agent(hosts: LoopbackHosts, fetch: FetchOne) -> None:
     seen: list[bytes] = []
-
-    async def record(reader, writer):  # type: ignore[no-untyped-def]
-        from fetcher.loopback import read_request
-
-        seen.append(await read_request(reader))
-        writer.write(OK)
-
-    port = hosts.serve(record)
+    port = hosts.serve(recording(OK, seen))
     result = fetch(f"localhost:{port}/x", method="HEAD", headers=(("X-Extra", "1"),))
     assert result.status_code == 200
     request = seen[0].decode()
@@ -207,14 +209,7 @@ def test_result_names_its_backend(hosts: LoopbackHosts, fetch: FetchOne, backend
 def test_request_bytes_are_the_same(hosts: LoopbackHosts, fetch: FetchOne) -> None:
     """Same request line and header lines, same order, same case: a server cannot tell."""
     seen: list[bytes] = []
-
-    async def record(reader, writer):  # type: ignore[no-untyped-def]
-        from fetcher.loopback import read_request
-
-        seen.append(await read_request(reader))
-        writer.write(OK)
-
-    port = hosts.serve(record)
+    port = hosts.serve(recording(OK, seen))
     result = fetch(f"127.0.0.1:{port}/a?b=1", user_agent="probe/1", headers=(("X-Extra", "1"),))
     assert result.status_code == 200
     assert seen == [
