@@ -82,6 +82,11 @@ class Engine:
         self._per_host = PerHostLimiter(limits.per_host) if limits.per_host else None
         # Targets without a scheme are tried with https first under --scheme auto.
         self._default_scheme = "https" if config.scheme == "auto" else config.scheme
+        # No probing, retries or redirects: one request per target, without the layers that
+        # implement them (each await passes through every frame of the chain).
+        self._single_request = (
+            config.scheme != "auto" and limits.retries == 0 and not config.request.follow_redirects
+        )
 
     async def fetch(self, target: Target, index: int = -1) -> Result:
         """Fetch one target: scheme probing, retries and redirects, each request through the
@@ -90,7 +95,10 @@ class Engine:
             target.input, target, self.config.request.method, self.backend.name, index=index
         )
         try:
-            head = await self._follow(target, result)
+            if self._single_request:
+                head = await self._request(target, result)
+            else:
+                head = await self._follow(target, result)
         except FetchError as exc:
             result.error = exc
         else:
