@@ -59,6 +59,18 @@ def start(list_file: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
+def finish(process: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """Wait for the process to exit and return its stderr; if it does not exit in time, kill
+    it (no orphan outlives the test) and fail with what it printed."""
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+        raise AssertionError(f"afetch still running after {timeout} s; stderr: {err!r}") from None
+    return err
+
+
 def records(out: Path) -> list[dict[str, object]]:
     text = out.read_text()
     assert text == "" or text.endswith("\n"), "a torn last line"
@@ -93,7 +105,7 @@ def test_signal_then_resume_leaves_each_input_exactly_once(
     process = start(list_file, out)
     wait_for_records(out, 20)
     process.send_signal(signum)
-    _, err = process.communicate(timeout=30)
+    err = finish(process, 30)
     assert process.returncode == code, err
     assert b"Traceback" not in err
     first = records(out)
@@ -102,7 +114,7 @@ def test_signal_then_resume_leaves_each_input_exactly_once(
 
     gate.open.set()
     process = start(list_file, out, "--resume")
-    _, err = process.communicate(timeout=60)
+    err = finish(process, 60)
     assert process.returncode == 0, err
     final = Counter(str(r["input"]) for r in records(out))
     assert final == Counter(lines)
@@ -117,7 +129,7 @@ def test_second_ctrl_c_exits_at_once(hosts: LoopbackHosts, tmp_path: Path) -> No
     wait_for_records(out, 1)
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    err = finish(process, 30)
     assert process.returncode == 130
     assert b"Traceback" not in err
     records(out)  # whole lines only
@@ -133,7 +145,7 @@ def test_torn_last_line_is_repaired_and_its_target_fetched_again(
     done = json.dumps({"input": lines[0], "failed": False})
     out.write_text(done + "\n" + '{"input": "' + lines[1][:10])  # as left by kill -9
     process = start(list_file, out, "--resume")
-    _, err = process.communicate(timeout=60)
+    err = finish(process, 60)
     assert process.returncode == 0, err
     assert Counter(str(r["input"]) for r in records(out)) == Counter(lines)
 
