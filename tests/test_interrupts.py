@@ -52,11 +52,24 @@ def targets(port: int) -> list[str]:
 
 
 def start(list_file: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fetcher", "-c", "20", "-l", str(list_file), "-o", str(out), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """Start afetch with SIGINT at its default, whatever this test process inherited.
+
+    A shell starts background jobs with SIGINT ignored, an ignored signal stays ignored
+    across fork and exec, and a program that starts with SIGINT ignored rightly keeps ignoring
+    it (nohup semantics; afetch does too). A test run launched that way must not pass the
+    ignore on: with a handler installed here for the moment of the fork, the child starts
+    with the default disposition instead.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fetcher", "-c", "20", "-l", str(list_file), "-o", str(out)]
+            + list(extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def finish(process: subprocess.Popen[bytes], timeout: float) -> bytes:
