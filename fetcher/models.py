@@ -108,9 +108,11 @@ class Result:
     def to_record(self) -> dict[str, Any]:
         """The JSON Lines record. Field names and order are a stable, documented interface."""
         target = self.target
+        url = target.url if target else None
+        final = self.final_target
         return {
             "input": self.input,
-            "url": target.url if target else None,
+            "url": url,
             "scheme": target.scheme if target else None,
             "host": target.host if target else None,
             "port": target.port if target else None,
@@ -127,7 +129,9 @@ class Result:
             "timestamp": rfc3339(self.timestamp),
             "backend": self.backend,
             "redirects": [redirect.as_dict() for redirect in self.redirects],
-            "final_url": self.final_url,
+            # Without redirects or a scheme fallback the final target is the target: its URL
+            # is already formatted (this runs once per record, on the hot path).
+            "final_url": url if final is None or final is target else final.url,
         }
 
     def to_row(self) -> dict[str, Any]:
