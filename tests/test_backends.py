@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from typing import Any
 
 import pytest
 from conftest import FetchOne, make_config
@@ -14,8 +15,10 @@ from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES
 from fetcher.loopback import (
     LoopbackDNS,
     LoopbackHosts,
+    Script,
     delayed,
     drips,
+    read_request,
     recording,
     replies,
     response,
@@ -92,6 +95,55 @@ def test_insecure_skips_verification(
 ) -> None:
     port = hosts.serve(replies(OK), tls=wrong_name_tls)
     assert fetch(f"https://localhost:{port}/", verify=False).status_code == 200
+
+
+def _answers_then_ignores(data: bytes) -> Script:
+    """Answer, then read nothing more (a TLS close_notify goes unanswered) for a while."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(data)
+        await writer.drain()
+        writer.transport.pause_reading()
+        await asyncio.sleep(5)
+
+    return script
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_connection_is_closed_when_the_fetch_returns(
+    hosts: LoopbackHosts, backend_name: str, server_tls: ssl.SSLContext, ca_file: str, scheme: str
+) -> None:
+    """No connection outlives its fetch: not even a TLS goodbye the server never answers. One
+    that did would hold a descriptor the concurrency limit no longer counts, and be cut off
+    unclosed when the run's event loop ends."""
+    tls = server_tls if scheme == "https" else None
+    port = hosts.serve(_answers_then_ignores(OK), tls=tls)
+    config = make_config(backend=backend_name, cafile=ca_file)
+    sockets: list[Any] = []
+
+    async def go() -> list[Result]:
+        loop = asyncio.get_running_loop()
+        create_connection, start_tls = loop.create_connection, loop.start_tls
+
+        async def spy_connection(*args: Any, **kwargs: Any) -> Any:
+            transport, protocol = await create_connection(*args, **kwargs)
+            sockets.append(transport.get_extra_info("socket"))
+            return transport, protocol
+
+        async def spy_tls(*args: Any, **kwargs: Any) -> Any:
+            transport = await start_tls(*args, **kwargs)
+            sockets.append(transport.get_extra_info("socket"))
+            return transport
+
+        loop.create_connection, loop.start_tls = spy_connection, spy_tls  # type: ignore[method-assign]
+        results = [result async for result in fetch_all([f"{scheme}://localhost:{port}/"], config)]
+        await asyncio.sleep(0)  # the one loop iteration in which a dropped transport lets go
+        assert sockets and all(sock.fileno() == -1 for sock in sockets)
+        return results
+
+    (result,) = asyncio.run(go())
+    assert result.status_code == 200
 
 
 def test_plain_http_on_https_target(hosts: LoopbackHosts, fetch: FetchOne) -> None:

@@ -21,15 +21,12 @@ from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
 from .base import Backend, make_ssl_context
 
-# How long a finished TLS connection may spend on its close_notify goodbye before it is dropped.
-TLS_SHUTDOWN_SECONDS = 1.0
-
 
 class _HeadProtocol(asyncio.Protocol):
     """Feeds received bytes to a HeadParser and settles `head` with the result or the error.
 
-    For plain HTTP it writes the request the moment the connection is made, and it closes the
-    connection the moment the head is complete: no loop iteration is spent between the socket
+    For plain HTTP it writes the request the moment the connection is made, and it settles
+    `head` the moment the head is complete: no loop iteration is spent between the socket
     events and the work they allow.
     """
 
@@ -140,12 +137,13 @@ class RawBackend(Backend):
         try:
             if tls:
                 protocol.send(request)
-            result = await head
-            transport.close()
-            return result
-        except BaseException:
+            return await head
+        finally:
+            # Dropped, not closed: a TLS close() starts a close_notify exchange that outlives
+            # the fetch (up to its shutdown timeout), holding a descriptor the concurrency limit
+            # no longer counts, and is cut off unclosed if the loop ends first. The head is all
+            # we came for; the httpx backend drops its connections the same way.
             transport.abort()
-            raise
 
     def _tls_context(self) -> ssl.SSLContext:
         """Loading the system's CA store takes about 20 ms: a run of plain http targets, or a
@@ -181,7 +179,6 @@ class RawBackend(Backend):
                             protocol,
                             self._tls_context(),
                             server_hostname=target.host,
-                            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
                         )
                 except BaseException:
                     transport.abort()
