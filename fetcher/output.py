@@ -13,7 +13,9 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import orjson
 
 from .config import Output
 from .models import CSV_COLUMNS, RECORD_FIELDS, Result
@@ -51,11 +53,30 @@ def format_text(result: Result) -> str:
 
 def format_jsonl(result: Result) -> str:
     """One JSON object per line; all non-ASCII escaped so the line is safe anywhere."""
-    return _JSON.encode(result.to_record()) + "\n"
+    return _json_line(result.to_record())
 
 
-# One encoder for the run: json.dumps with separators builds a new one per call.
+# The stdlib encoder, one for the run (json.dumps with separators builds one per call): the
+# reference output, and the fallback for the records orjson cannot write the same way.
 _JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """`record` as one line of compact, ASCII-only JSON.
+
+    orjson is about ten times faster than the stdlib here (some 6 us of the ~40 us afetch
+    spends per record besides the I/O), and for ASCII records it writes the stdlib's line byte
+    for byte (floats included: timings are rounded to 3 decimals, where both print the
+    shortest repr). It never escapes non-ASCII and refuses lone surrogates: those rare records
+    go through the stdlib encoder, which escapes both.
+    """
+    try:
+        data = orjson.dumps(record)
+    except orjson.JSONEncodeError:
+        return _JSON.encode(record) + "\n"
+    if data.isascii():
+        return data.decode("ascii") + "\n"
+    return _JSON.encode(record) + "\n"
 
 
 def jsonl_formatter(fields: Sequence[str] = ()) -> Formatter:
@@ -66,7 +87,7 @@ def jsonl_formatter(fields: Sequence[str] = ()) -> Formatter:
 
     def format_fields(result: Result) -> str:
         record = result.to_record()
-        return _JSON.encode({name: record[name] for name in chosen}) + "\n"
+        return _json_line({name: record[name] for name in chosen})
 
     return format_fields
 

@@ -77,6 +77,26 @@ def test_jsonl_error_record_and_hostile_values_stay_valid_ascii_json() -> None:
     assert json.loads(hostile)["headers"]["x"] == ["\x1b[2J\x9b\u00e9"]
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param([("Server", "nginx"), ("X", 'quote " and \\ slash')], id="ascii"),
+        pytest.param([("X", "caf\u00e9 \u2603 \U0001f600")], id="non-ascii"),
+        pytest.param([("X", "\x1b[2J\x9b\x00\x7f")], id="controls"),
+        pytest.param([("X", "lone \udc80 surrogate")], id="surrogate"),
+    ],
+)
+def test_jsonl_line_is_the_stdlib_encoders_byte_for_byte(headers: list[tuple[str, str]]) -> None:
+    """The fast encoder and the stdlib fallback must write the same line for every record."""
+    result = ok_result(headers)
+    # Timings are milliseconds rounded to 3 decimals (Trace.mark): both encoders print those
+    # alike. (They differ below 1e-4, where the stdlib switches to 1e-05 notation.)
+    result.timings = {"connect": round(0.1 + 0.2, 3), "ttfb": 0.001, "total": 12345.678}
+    expected = json.dumps(result.to_record(), separators=(",", ":")) + "\n"
+    assert format_jsonl(result) == expected
+    assert expected.isascii()
+
+
 def test_rfc3339() -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
 
