@@ -20,7 +20,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # A DNS label as found in the wild: letters, digits, hyphens and underscores (SRV-style names
 # such as _dmarc are real hosts too), 1-63 characters.
-_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+_LABEL_PATTERN = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_LABEL = re.compile(_LABEL_PATTERN + r"\Z")
 # Longest input line taken as a target. Browsers and servers cap URLs around 8 KiB; anything
 # longer is not a host list entry.
 MAX_TARGET_LENGTH = 8 * 1024
@@ -30,10 +31,21 @@ IPV4_SHAPE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
 # Whitespace or control characters (C0, DEL, C1) anywhere in a target.
 _FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _AUTHORITY_END = re.compile(r"[/?#]")
+# RFC 3986 scheme syntax: only such a prefix before "://" is read as a scheme.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
 # A path that needs no percent-encoding (the common case, checked before calling quote).
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/%:@!$&'()*+,;=?~._-]*\Z")
 # Characters left as they are in the request target; everything else is percent-encoded.
 _PATH_SAFE = "/%:@!$&'()*+,;=?~-._"
+# The line nearly every host list is made of, `[http[s]://]name-or-IPv4[:port][/plain path]`,
+# checked in one match: a third of the general parse's cost, on every target of a large run.
+# Every line it does not take (an upper-case scheme, IPv6, IDN, a fragment, a path to encode,
+# anything wrong) goes the general way, which makes the same Target of the lines both accept
+# (a property test holds the two to that).
+_SIMPLE = re.compile(
+    rf"(?:(https?)://)?((?:{_LABEL_PATTERN}\.)*{_LABEL_PATTERN}\.?)(?::([0-9]{{1,5}}))?"
+    r"(/[A-Za-z0-9/%:@!$&'()*+,;=?~._-]*)?\Z"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,26 @@ def is_skipped(line: str) -> bool:
 def parse_target(line: str, default_scheme: str = "http") -> Target:
     """Parse one input line; raise InvalidInput with a one-line reason if it is not a target."""
     text = line.strip()
+    simple = _SIMPLE.match(text) if len(text) <= MAX_TARGET_LENGTH else None
+    if simple is not None:
+        scheme, name, port_text, path = simple.groups()
+        port = int(port_text) if port_text is not None else None
+        if len(name) <= 253 and (port is None or 1 <= port <= 65535):
+            return Target(
+                input=text,
+                scheme=scheme or default_scheme,
+                # A dotted quad is still checked octet by octet; a name is valid as matched.
+                host=_hostname(name) if IPV4_SHAPE.match(name) else name.lower(),
+                port=port if port is not None else DEFAULT_PORTS[scheme or default_scheme],
+                path=path or "/",
+                explicit_scheme=scheme is not None,
+                explicit_port=port is not None,
+            )
+    return _parse_general(text, default_scheme)
+
+
+def _parse_general(text: str, default_scheme: str) -> Target:
+    """Every form parse_target accepts, and the reason for every line it refuses."""
     if not text:
         raise InvalidInput("empty target")
     if len(text) > MAX_TARGET_LENGTH:
@@ -92,6 +124,8 @@ def parse_target(line: str, default_scheme: str = "http") -> Target:
         raise InvalidInput(f"target contains {what}")
 
     scheme, sep, rest = text.partition("://")
+    if sep and not _SCHEME.match(scheme):
+        sep = ""  # "://" inside a path or query (host/?u=http://x), not after a scheme
     if sep:
         scheme = scheme.lower()
         if scheme not in DEFAULT_PORTS:

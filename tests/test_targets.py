@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fetcher import targets
 from fetcher.errors import InvalidInput
 from fetcher.targets import Target, is_skipped, parse_target
 
@@ -12,6 +17,11 @@ from fetcher.targets import Target, is_skipped, parse_target
         pytest.param("example.com", Target("example.com", "http", "example.com", 80), id="host"),
         pytest.param(
             "Example.COM:8080", Target("Example.COM:8080", "http", "example.com", 8080), id="port"
+        ),
+        pytest.param(
+            "example.com/go?to=http://x/",
+            Target("example.com/go?to=http://x/", "http", "example.com", 80, "/go?to=http://x/"),
+            id="scheme-like-text-in-query",
         ),
         pytest.param(
             "https://example.com",
@@ -111,3 +121,35 @@ def test_url_and_authority() -> None:
     assert parse_target("[::1]:8080/x").url == "http://[::1]:8080/x"
     assert parse_target("https://example.com:443").url == "https://example.com/"
     assert parse_target("example.com:8080").authority == "example.com:8080"
+
+
+def _outcome(parse: Callable[[], Target]) -> Target | str:
+    try:
+        return parse()
+    except InvalidInput as exc:
+        return f"InvalidInput: {exc}"
+
+
+# Pieces that make lines near the fast path's edges: schemes in both cases, names, dotted
+# quads good and bad, ports in and out of range, paths plain and not, and stray characters.
+_PIECES = st.sampled_from(
+    ["http://", "https://", "HTTP://", "ftp://", "://", "a", "Z", "0", "9", "_", "-", ".", "..",
+     "1.2.3.4", "256.1.1.1", "01.2.3.4", "www.example.com", "xn--bcher-kva.example", "b\u00fccher",
+     ":", ":0", ":80", ":65535", ":65536", ":99999", ":08", "/", "/a", "?", "?q=1", "#f", "%41",
+     "@", "[", "]", "[::1]", " ", "\t", "\x00", "\u0663", "a" * 63, "a" * 64, ("a" * 60 + ".") * 5]
+)  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=8), scheme=st.sampled_from(["http", "https"]))
+def test_fast_path_makes_the_general_parses_target(pieces: list[str], scheme: str) -> None:
+    line = "".join(pieces)
+    fast = _outcome(lambda: parse_target(line, scheme))
+    general = _outcome(lambda: targets._parse_general(line.strip(), scheme))
+    assert fast == general
+    if isinstance(fast, Target):
+        assert isinstance(general, Target)
+        assert (fast.explicit_scheme, fast.explicit_port) == (
+            general.explicit_scheme,
+            general.explicit_port,
+        )
