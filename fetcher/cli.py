@@ -497,11 +497,12 @@ def afetch(
 
     chosen = make_format(config.output)
     lines = read_lines(targets, lists)
+    recorded = None
     try:
         if output:
             resuming.repair(output)  # a torn line left by a killed run
             if resume:
-                lines = resuming.skip_recorded(lines, resuming.recorded_inputs(output))
+                recorded = resuming.Recorded.load(output, by_port=bool(config.ports))
         writer = RecordWriter(
             chosen.formatter,
             stdout=sys.stdout.buffer,
@@ -513,7 +514,9 @@ def afetch(
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
     count = functools.partial(count_targets, targets, lists, targets_per_line(config))
-    outcome = runner.run(config, lines, writer, factory, console=console, count=count)
+    outcome = runner.run(
+        config, lines, writer, factory, console=console, count=count, recorded=recorded
+    )
     sys.exit(runner.exit_code(outcome))
 
 

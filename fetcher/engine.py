@@ -43,6 +43,7 @@ from .errors import (
 from .http1 import ResponseHead
 from .models import Redirect, Result, Trace
 from .pacing import PerHostLimiter, RateLimiter
+from .resume import Recorded
 from .targets import DEFAULT_PORTS, Target, is_skipped, parse_target
 
 # Where results go: a plain function (the CLI's writer) or a coroutine function (a queue).
@@ -68,8 +69,12 @@ def backoff(retry: int) -> float:
 class Engine:
     """Runs one backend over many targets; every input line yields exactly one Result."""
 
-    def __init__(self, config: Config, backend: Backend | None = None) -> None:
+    def __init__(
+        self, config: Config, backend: Backend | None = None, recorded: Recorded | None = None
+    ) -> None:
+        """`recorded` (--resume): targets an earlier run recorded, skipped without a record."""
         self.config = config
+        self._recorded = recorded
         self.backend = backend if backend is not None else create_backend(config)
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -301,18 +306,22 @@ class Engine:
 
     def _jobs(self, line: str) -> Iterator[tuple[Target | InvalidInput, bool]]:
         """What one input line becomes: a target, one target per --ports port for a bare host
-        (flagged as expanded), or the reason it is no target. A generator, so a long port list
-        is never materialised."""
+        (flagged as expanded), or the reason it is no target; less what --resume found already
+        recorded. A generator, so a long port list is never materialised."""
+        recorded = self._recorded
         try:
             target = parse_target(line, self._default_scheme)
         except InvalidInput as exc:
-            yield exc, False
+            if recorded is None or not recorded.take(line.strip()):
+                yield exc, False
             return
         if not expands(target, self.config):
-            yield target, False
+            if recorded is None or not recorded.take(target.input):
+                yield target, False
             return
         for port in self.config.ports:
-            yield replace(target, port=port, explicit_port=True), True
+            if recorded is None or not recorded.take(target.input, port):
+                yield replace(target, port=port, explicit_port=True), True
 
     async def _one(
         self, line: str, job: Target | InvalidInput, expanded: bool, index: int, sink: Sink

@@ -1,9 +1,10 @@
 """--resume: skip the targets an earlier run already recorded in the -o file.
 
-The output file is JSON Lines, one record per input line, appended in whole lines. A run killed
-with SIGKILL may still leave a torn last line; `repair` cuts it off before anything is appended,
-and the target it belonged to is fetched again, so after any number of interrupts and resumes
-the file holds exactly one record per input line.
+The output file is JSON Lines, one record per target (per input line, or with --ports per port
+of a bare host), appended in whole lines. A run killed with SIGKILL may still leave a torn last
+line; `repair` cuts it off before anything is appended, and the target it belonged to is fetched
+again, so after any number of interrupts and resumes the file holds exactly one record per
+target.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
 
 READ_BLOCK = 64 * 1024
 
@@ -41,36 +41,56 @@ def repair(path: str) -> int:
         os.close(fd)
 
 
-def _key(line: str) -> int:
+def _key(text: str) -> int:
     # 8-byte digests instead of the lines themselves keep a million done targets in ~50 MB.
-    return int.from_bytes(hashlib.blake2b(line.encode(), digest_size=8).digest(), "big")
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def recorded_inputs(path: str) -> Counter[int]:
-    """How many records the file holds for each input line (by digest)."""
-    done: Counter[int] = Counter()
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        return done
-    with handle:
-        for raw in handle:
-            try:
-                record = json.loads(raw)
-                done[_key(record["input"])] += 1
-            except (ValueError, KeyError, TypeError):
-                continue  # not one of our records: it cannot mark anything as done
-    return done
+class Recorded:
+    """The records an earlier run left in the -o file, each of which marks one target done.
 
+    A line makes one target, or with --ports one per port for a bare host: such a line is done
+    port by port, so a run interrupted halfway through its ports fetches only the rest.
+    """
 
-async def skip_recorded(lines: AsyncIterator[str], done: Counter[int]) -> AsyncIterator[str]:
-    """Drop as many occurrences of each line as the file already has records for."""
-    async for line in lines:
-        if done:
-            key = _key(line.strip())
-            if done[key] > 0:
-                done[key] -= 1
-                if not done[key]:
-                    del done[key]
-                continue
-        yield line
+    def __init__(self, lines: Counter[int], ports: Counter[int] | None = None) -> None:
+        self._lines = lines  # records per input line
+        self._ports = ports  # records per (input line, port); kept only for --ports runs
+
+    @classmethod
+    def load(cls, path: str, *, by_port: bool = False) -> Recorded:
+        lines: Counter[int] = Counter()
+        ports: Counter[int] | None = Counter() if by_port else None
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            return cls(lines, ports)
+        with handle:
+            for raw in handle:
+                try:
+                    record = json.loads(raw)
+                    text = record["input"]
+                    lines[_key(text)] += 1
+                    if ports is not None and record.get("port") is not None:
+                        ports[_key(f"{text}\0{record['port']}")] += 1
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # not one of our records: it cannot mark anything as done
+        return cls(lines, ports)
+
+    def __len__(self) -> int:
+        """Records found."""
+        return sum(self._lines.values())
+
+    def take(self, line: str, port: int | None = None) -> bool:
+        """Whether the file holds a record for `line` (for `port` of an expanded line); each
+        record answers yes once, so a line given twice is fetched again if recorded once."""
+        done = self._lines if port is None or self._ports is None else self._ports
+        key = _key(line if port is None else f"{line}\0{port}")
+        count = done.get(key, 0)
+        if not count:
+            return False
+        if count == 1:
+            del done[key]
+        else:
+            done[key] = count - 1
+        return True

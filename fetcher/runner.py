@@ -18,6 +18,7 @@ from .config import Config, ConfigError
 from .engine import Engine, Lines
 from .models import Result
 from .output import Console, OutputClosed, RecordWriter
+from .resume import Recorded
 from .stats import Tally
 from .status import ExitCode
 
@@ -112,20 +113,22 @@ def run(
     *,
     console: Console | None = None,
     count: Counter | None = None,
+    recorded: Recorded | None = None,
 ) -> Outcome:
     """Run the engine over `lines` to completion or interruption; the writer is always flushed
     and closed. Ctrl-C and SIGTERM stop the run gracefully; a second Ctrl-C stops it at once.
 
     With a terminal on stderr (and not --quiet) a progress line shows how far the run is;
-    `count()`, if given, says how many targets there are, for its ETA. --stats prints the
-    summary on stderr at the end, however the run ended.
+    `count()`, if given, says how many targets there are, for its ETA; `recorded` (--resume)
+    holds the targets an earlier run recorded, which are skipped. --stats prints the summary
+    on stderr at the end, however the run ended.
     """
     outcome = Outcome()
     console = console or Console(stdin_tty=False, stdout_tty=False, stderr_tty=False)
     _tune_gc()
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_main(config, lines, writer, outcome, console, count))
+            runner.run(_main(config, lines, writer, outcome, console, count, recorded))
     except KeyboardInterrupt:
         outcome.signal = signal.SIGINT
     finally:
@@ -148,6 +151,7 @@ async def _main(
     outcome: Outcome,
     console: Console,
     count: Counter | None,
+    recorded: Recorded | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -170,7 +174,7 @@ async def _main(
         if progress is not None:
             progress.update()
 
-    engine = Engine(config)
+    engine = Engine(config, recorded=recorded)
     try:
         async with engine.backend:
             await engine.run(lines, sink)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fetcher.loopback import FOREVER, LoopbackHosts, delayed, read_request, response
-from fetcher.resume import recorded_inputs, repair
+from fetcher.resume import Recorded, repair
 
 SLOW = 0.3  # seconds each answer takes
 COUNT = 300
@@ -163,13 +163,13 @@ def test_torn_last_line_is_repaired_and_its_target_fetched_again(
     assert Counter(str(r["input"]) for r in records(out)) == Counter(lines)
 
 
-def test_repair_and_recorded_inputs(tmp_path: Path) -> None:
+def test_repair_and_recorded(tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
     assert repair(str(path)) == 0  # no file yet
     path.write_bytes(b'{"input": "a"}\n{"input": "a"}\nnot json\n{"inp')
     assert repair(str(path)) == 5
     assert path.read_bytes().endswith(b"not json\n")
-    assert sum(recorded_inputs(str(path)).values()) == 2
+    assert len(Recorded.load(str(path))) == 2
     path.write_bytes(b"x" * 100_000)  # one torn line and nothing else
     assert repair(str(path)) == 100_000 and path.read_bytes() == b""
 

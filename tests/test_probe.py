@@ -4,14 +4,19 @@ scheme probing, ports, HTTP/1.0, redirects, retries, per-host and rate pacing.""
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import FetchMany, FetchOne
 
 from fetcher import engine
-from fetcher.loopback import LoopbackHosts, read_request, replies, response, silent
+from fetcher.cli import afetch
+from fetcher.loopback import LoopbackHosts, read_request, recording, replies, response, silent
 
 OK = response("200 OK", [("Content-Type", "text/plain")])
 
@@ -121,6 +126,33 @@ def test_ports_expand_a_bare_host(hosts: LoopbackHosts, fetch_many: FetchMany) -
         f"http://localhost:{first}/",
     }
     assert sum(r.expanded for r in results) == 3
+
+
+def test_resume_fetches_only_the_ports_a_line_still_lacks(
+    hosts: LoopbackHosts, tmp_path: Path
+) -> None:
+    """An interrupted --ports run recorded some ports of a line: --resume fetches the others,
+    and a line given twice keeps its two sets of records."""
+    seen: list[bytes] = []
+    first, second, third = (hosts.serve(recording(OK, seen)) for _ in range(3))
+    out = tmp_path / "out.jsonl"
+    done = {"input": "127.0.0.1", "port": first, "status_code": 200}
+    torn = '{"input": "127.0.0.1", "po'  # a killed run's last line: cut off, not counted
+    out.write_text(json.dumps(done) + "\n" + torn)
+    ports = f"{first},{second},{third}"
+    result = CliRunner().invoke(
+        afetch,
+        ["--ports", ports, "--resume", "-o", str(out), "-q", "127.0.0.1", "127.0.0.1"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert Counter((r["input"], r["port"]) for r in records) == {
+        ("127.0.0.1", first): 2,
+        ("127.0.0.1", second): 2,
+        ("127.0.0.1", third): 2,
+    }
+    assert len(seen) == 5
 
 
 # --- --http1.0 -----------------------------------------------------------------------------
