@@ -57,6 +57,12 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # keeps --retries 10 from stalling a slot for minutes.
 RETRY_BASE = 0.5
 RETRY_CAP = 10.0
+# Fetches started in a row before the producer yields to the loop. Free slots are taken without
+# a pause: at the start of a run, or when many finish together, the producer would otherwise
+# start hundreds of connections before the first of them could send its request, holding every
+# one of them back by the time it takes to start all (70 ms at -c 1000). Yielding every 32
+# lets the early ones go out while later ones start, for one extra loop pass per 32 fetches.
+START_BURST = 32
 
 
 def backoff(retry: int) -> float:
@@ -238,7 +244,7 @@ class Engine:
             if runner is not None and not stopping:
                 runner.cancel()  # stop reading input; the except clause below re-raises
 
-        index = 0
+        index = burst = 0
         try:
             async for line in _aiter(lines):
                 if is_skipped(line):
@@ -246,11 +252,17 @@ class Engine:
                 for job, expanded in self._jobs(line):
                     if order is not None:
                         await order.reserve()
+                    if self._slots.locked():
+                        burst = 0  # acquire() waits: the started fetches run meanwhile
+                    elif burst == START_BURST:
+                        burst = 0
+                        await asyncio.sleep(0)
                     await self._slots.acquire()
                     task = asyncio.create_task(self._one(line, job, expanded, index, deliver))
                     self._tasks.add(task)
                     task.add_done_callback(settle)
                     index += 1
+                    burst += 1
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
         except asyncio.CancelledError:

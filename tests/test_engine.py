@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 import pytest
@@ -14,7 +14,7 @@ from conftest import make_config
 
 from fetcher.backends.base import Backend
 from fetcher.config import Config
-from fetcher.engine import Engine, fetch_all
+from fetcher.engine import START_BURST, Engine, fetch_all
 from fetcher.errors import ConnectError, ConnectionRefused, TLSError
 from fetcher.http1 import ResponseHead
 from fetcher.models import Result, Trace
@@ -439,3 +439,27 @@ def test_rate_applies_across_concurrent_fetches() -> None:
     results = collect([f"ok{i}" for i in range(9)], config, backend)
     assert len(results) == 9
     assert time.monotonic() - started >= 8 / 40 * 0.8
+
+
+def test_fetches_start_going_while_free_slots_are_still_being_taken() -> None:
+    """With a thousand free slots and input that never makes the producer wait, the first
+    fetches must not sit until all thousand are started: each would send its request late."""
+    started_before_the_first_ran: list[int] = []
+
+    class Watching(StubBackend):
+        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+            if not started_before_the_first_ran:
+                started_before_the_first_ran.append(len(engine._tasks))
+            return await super().fetch(target, trace)
+
+    async def lines() -> AsyncIterator[str]:
+        for i in range(1000):
+            yield f"ok{i}.example"  # never suspends: the whole input is there at once
+
+    async def go() -> list[Result]:
+        return [result async for result in engine.results(lines())]
+
+    config = make_config(concurrency=1000)
+    engine = Engine(config, Watching(config))
+    assert len(asyncio.run(go())) == 1000
+    assert started_before_the_first_ran[0] <= START_BURST
