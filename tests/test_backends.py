@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from conftest import FetchOne, make_config
 
+from fetcher.backends.httpx_backend import HttpxBackend
 from fetcher.engine import fetch_all
-from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES
+from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES, ResponseHead
 from fetcher.loopback import (
     LoopbackDNS,
     LoopbackHosts,
@@ -24,7 +25,8 @@ from fetcher.loopback import (
     response,
     silent,
 )
-from fetcher.models import Result
+from fetcher.models import Result, Trace
+from fetcher.targets import parse_target
 
 OK = response(
     "200 OK", [("Content-Type", "text/plain"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
@@ -399,3 +401,17 @@ def test_unsolicited_101(hosts: LoopbackHosts, fetch: FetchOne, backend_name: st
     result = fetch(f"127.0.0.1:{port}")
     expected = {"raw": (101, None), "httpx": (None, "protocol-error")}
     assert (result.status_code, result.error and result.error.kind) == expected[backend_name]
+
+
+def test_httpx_backend_keeps_no_cookies(hosts: LoopbackHosts) -> None:
+    """A survey of a million hosts must not collect their Set-Cookie headers in memory."""
+    port = hosts.serve(replies(OK))
+    backend = HttpxBackend(make_config(backend="httpx"))
+
+    async def go() -> ResponseHead:
+        async with backend:
+            return await backend.fetch(parse_target(f"127.0.0.1:{port}"), Trace())
+
+    head = asyncio.run(go())
+    assert [value for name, value in head.headers if name == "Set-Cookie"] == ["a=1", "b=2"]
+    assert len(backend._client.cookies.jar) == 0

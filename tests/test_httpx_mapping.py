@@ -20,6 +20,7 @@ import httpx
 import pytest
 import respx
 from conftest import make_config
+from respx.mocks import HTTPCoreMocker
 
 from fetcher.backends.httpx_backend import HttpxBackend, Probe, map_httpx_error
 from fetcher.config import Timeouts
@@ -28,6 +29,11 @@ from fetcher.models import Trace
 from fetcher.targets import parse_target
 
 URL = "http://mapped.test:8080/"
+
+# respx patches httpcore's pool and connection classes; the backend drives its own one-shot
+# connections through that same interface, so they are added as a target (respx's documented
+# way to mock a custom transport).
+HTTPCoreMocker.add_targets("fetcher.backends.httpx_backend._OneShotConnections")
 
 
 def fetch_raising(effect: BaseException) -> FetchError:
