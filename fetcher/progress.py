@@ -44,7 +44,9 @@ class _Counts(ProgressColumn):
         if task.total is not None and rate > 0:
             remaining = max(0.0, task.total - done) / rate
             parts.append(f"ETA {timedelta(seconds=round(remaining))}")
-        return Text(" · ".join(parts))
+        # One line whatever the width: cut with an ellipsis, never wrapped (a wrapped line is
+        # two to erase and redraw, and a narrow terminal would scroll with every redraw).
+        return Text(" · ".join(parts), no_wrap=True, overflow="ellipsis")
 
 
 class ProgressLine:

@@ -114,6 +114,25 @@ def test_progress_line_shows_counts_rate_and_eta_then_disappears() -> None:
     assert "/s" in drawn and "ETA" in drawn
 
 
+def test_progress_line_stays_one_line_on_an_80_column_terminal() -> None:
+    """Long counts are cut with an ellipsis, never wrapped onto a second line."""
+    screen = io.StringIO()  # rich takes a file that is no terminal to be 80 columns wide
+    tally = Tally(ok=1_234_567, failed=765_432)
+
+    async def go() -> str:
+        progress = ProgressLine(screen, tally)
+        progress.start()
+        progress.set_total(10_000_000)
+        progress.update()
+        await asyncio.sleep(0.3)  # a timed redraw
+        drawn = screen.getvalue()
+        progress.stop()
+        return drawn
+
+    drawn = asyncio.run(go())
+    assert "1999999/10000000 done" in drawn and "\n" not in drawn
+
+
 def test_progress_without_a_total_has_no_eta() -> None:
     screen = io.StringIO()
     tally = Tally()
