@@ -72,10 +72,10 @@ def _json_line(record: dict[str, Any]) -> str:
     """
     try:
         data = orjson.dumps(record)
+        if data.isascii():
+            return data.decode("ascii") + "\n"
     except orjson.JSONEncodeError:
-        return _JSON.encode(record) + "\n"
-    if data.isascii():
-        return data.decode("ascii") + "\n"
+        pass
     return _JSON.encode(record) + "\n"
 
 
