@@ -233,6 +233,7 @@ class Engine:
         order = _InputOrder(sink, self.config.limits.reorder_window) if self._ordered else None
         deliver = order.put if order else sink
         runner = asyncio.current_task()
+        start = asyncio.get_running_loop().create_task  # without asyncio.create_task's wrapper
         failure: list[BaseException] = []
         stopping = False
 
@@ -258,7 +259,7 @@ class Engine:
                         burst = 0
                         await asyncio.sleep(0)
                     await self._slots.acquire()
-                    task = asyncio.create_task(self._one(line, job, expanded, index, deliver))
+                    task = start(self._one(line, job, expanded, index, deliver))
                     self._tasks.add(task)
                     task.add_done_callback(settle)
                     index += 1
