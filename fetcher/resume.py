@@ -41,8 +41,10 @@ def repair(path: str) -> int:
         os.close(fd)
 
 
-def _key(text: str) -> int:
-    # 8-byte digests instead of the lines themselves keep a million done targets in ~50 MB.
+def _key(line: str, port: int | None = None) -> int:
+    """The digest of an input line, or of one of its --ports targets. 8-byte digests instead
+    of the lines themselves keep a million done targets in ~50 MB."""
+    text = line if port is None else f"{line}\0{port}"
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
@@ -72,7 +74,7 @@ class Recorded:
                     text = record["input"]
                     lines[_key(text)] += 1
                     if ports is not None and record.get("port") is not None:
-                        ports[_key(f"{text}\0{record['port']}")] += 1
+                        ports[_key(text, record["port"])] += 1
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # not one of our records: it cannot mark anything as done
         return cls(lines, ports)
@@ -85,7 +87,7 @@ class Recorded:
         """Whether the file holds a record for `line` (for `port` of an expanded line); each
         record answers yes once, so a line given twice is fetched again if recorded once."""
         done = self._lines if port is None or self._ports is None else self._ports
-        key = _key(line if port is None else f"{line}\0{port}")
+        key = _key(line, port)
         count = done.get(key, 0)
         if not count:
             return False

@@ -25,6 +25,8 @@ _LABEL = re.compile(_LABEL_PATTERN + r"\Z")
 # Longest input line taken as a target. Browsers and servers cap URLs around 8 KiB; anything
 # longer is not a host list entry.
 MAX_TARGET_LENGTH = 8 * 1024
+# Longest host name, in ASCII (RFC 1035's 255 octets on the wire, less the length bytes).
+MAX_HOST_LENGTH = 253
 # Dotted-quad shape: only these are parsed as IPv4 (and must then be valid), which keeps the
 # slow ipaddress parse off the path of every host name.
 IPV4_SHAPE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
@@ -38,7 +40,8 @@ _AUTHORITY_END = re.compile(r"[/?#]")
 # RFC 3986 scheme syntax: only such a prefix before "://" is read as a scheme.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
 # A path that needs no percent-encoding (the common case, checked before calling quote).
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9/%:@!$&'()*+,;=?~._-]*\Z")
+_PLAIN_PATH_CHARS = r"[A-Za-z0-9/%:@!$&'()*+,;=?~._-]"
+_PLAIN_PATH = re.compile(_PLAIN_PATH_CHARS + r"*\Z")
 # Characters left as they are in the request target; everything else is percent-encoded.
 _PATH_SAFE = "/%:@!$&'()*+,;=?~-._"
 # The line nearly every host list is made of, `[http[s]://]name-or-IPv4[:port][/plain path]`,
@@ -48,7 +51,7 @@ _PATH_SAFE = "/%:@!$&'()*+,;=?~-._"
 # (a property test holds the two to that).
 _SIMPLE = re.compile(
     rf"(?:(https?)://)?((?:{_LABEL_PATTERN}\.)*{_LABEL_PATTERN}\.?)(?::([0-9]{{1,5}}))?"
-    r"(/[A-Za-z0-9/%:@!$&'()*+,;=?~._-]*)?\Z"
+    rf"(/{_PLAIN_PATH_CHARS}*)?\Z"
 )
 
 
@@ -102,13 +105,14 @@ def parse_target(line: str, default_scheme: str = "http") -> Target:
     if simple is not None:
         scheme, name, port_text, path = simple.groups()
         port = int(port_text) if port_text is not None else None
-        if len(name) <= 253 and (port is None or 1 <= port <= 65535):
+        if len(name) <= MAX_HOST_LENGTH and (port is None or 1 <= port <= 65535):
+            chosen = scheme or default_scheme
             return Target(
                 input=text,
-                scheme=scheme or default_scheme,
+                scheme=chosen,
                 # A dotted quad is still checked octet by octet; a name is valid as matched.
                 host=_hostname(name) if IPV4_SHAPE.match(name) else name.lower(),
-                port=port if port is not None else DEFAULT_PORTS[scheme or default_scheme],
+                port=port if port is not None else DEFAULT_PORTS[chosen],
                 path=path or "/",
                 explicit_scheme=scheme is not None,
                 explicit_port=port is not None,
@@ -212,6 +216,6 @@ def _hostname(name: str) -> str:
         except idna.IDNAError as exc:
             raise InvalidInput(f"invalid internationalised host name: {exc}") from None
     labels = ascii_name.removesuffix(".").split(".")
-    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+    if len(ascii_name) > MAX_HOST_LENGTH or not all(_LABEL.match(label) for label in labels):
         raise InvalidInput(f"invalid host name: {name!r}")
     return ascii_name
