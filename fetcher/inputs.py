@@ -17,6 +17,9 @@ from typing import Any
 from .targets import is_skipped
 
 READ_BLOCK = 64 * 1024
+# The UTF-8 byte order mark some Windows editors put at the start of a text file: not part of
+# the first target.
+BOM = "\ufeff"
 # A line longer than this is cut here (and the rest of it dropped) so a file without newlines
 # cannot fill memory; the cut line is longer than any valid target, so it becomes one
 # invalid-input record.
@@ -25,12 +28,15 @@ STDIN = "-"
 
 
 async def read_lines(arguments: Iterable[str], files: Iterable[str]) -> AsyncIterator[str]:
-    """Yield the arguments, then every line of each file in turn ("-" is stdin)."""
+    """Yield the arguments, then every line of each file in turn ("-" is stdin); a byte order
+    mark at the start of a file or of stdin is dropped."""
     for argument in arguments:
         yield argument
     for path in files:
+        first = True
         async for line in _file_lines(path):
-            yield line
+            yield line.removeprefix(BOM) if first else line
+            first = False
 
 
 def _stdin_reader() -> Callable[[int], bytes]:
@@ -106,5 +112,6 @@ def count_targets(
     total = sum(one(argument) for argument in arguments)
     for path in paths:
         with open(path, "rb") as handle:
+            total += one(_decode(handle.readline()).removeprefix(BOM))
             total += sum(one(_decode(line)) for line in handle)
     return total
