@@ -1,4 +1,4 @@
-"""Writers: seed-style text, JSON Lines and CSV, to stdout and optionally appended to a file.
+"""Writers: seed-style text, JSON Lines and CSV, to stdout and optionally to a JSON Lines file.
 
 Every record is formatted into whole lines before any byte of it is written, and batches are
 written on complete-line boundaries, so no reader sees half a record.
@@ -7,9 +7,12 @@ written on complete-line boundaries, so no reader sees half a record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from .config import Output
 from .models import CSV_COLUMNS, RECORD_FIELDS, Result
 
 Formatter = Callable[[Result], str]
+STDOUT = "-"  # as the -o FILE: the JSON Lines records go to stdout
 
 # Bytes from servers are shown, never obeyed: C0 controls, DEL and C1 controls become \xNN, so
 # a header value cannot move the cursor, retitle the terminal or ring the bell.
@@ -151,17 +155,54 @@ def _isatty(stream: object) -> bool:
     return bool(isatty and isatty())
 
 
+class OutputError(Exception):
+    """A write to stdout or to the -o file failed (a full disk, an I/O error): a local problem,
+    reported in one line naming the destination, never as a bug."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"cannot write to {name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def _fileno(stream: BinaryIO) -> int | None:
+    """The stream's file descriptor, or None for an in-memory stream (a test, an embedding
+    program)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last
+        return None
+
+
 class _Stream:
-    """One destination: a binary stream plus the whole lines waiting to be written to it."""
+    """One destination: its file descriptor (or, without one, a binary stream) plus the whole
+    lines waiting to be written to it.
 
-    __slots__ = ("stream", "pending", "size", "is_stdout", "before")
+    With a descriptor every batch goes out with os.write until all of it is written, so the
+    bytes that reached the file are known when a write fails; if they end in part of a line
+    and the destination is a regular file, that part is cut off again. Whatever the error, the
+    destination then holds whole records only.
+    """
 
-    def __init__(self, stream: BinaryIO, is_stdout: bool) -> None:
+    __slots__ = ("stream", "fd", "name", "pending", "size", "is_stdout", "before", "broken")
+
+    def __init__(self, stream: BinaryIO | None, fd: int | None, name: str, is_stdout: bool) -> None:
         self.stream = stream
+        self.fd = fd
+        self.name = name
         self.is_stdout = is_stdout
         self.before: Callable[[], None] | None = None  # called before each write
         self.pending: list[bytes] = []
         self.size = 0
+        self.broken = False  # a write failed: nothing more is written here
+
+    def add(self, data: bytes) -> None:
+        if self.broken:
+            return
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size >= BATCH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         if not self.pending:
@@ -171,17 +212,36 @@ class _Stream:
         self.size = 0
         if self.before is not None:
             self.before()
+        written = 0
         try:
-            self.stream.write(data)
-            self.stream.flush()
-        except BrokenPipeError:
-            if self.is_stdout:
+            if self.fd is None:
+                assert self.stream is not None
+                self.stream.write(data)
+                self.stream.flush()
+            else:
+                view = memoryview(data)
+                while written < len(data):
+                    written += os.write(self.fd, view[written:])
+        except OSError as exc:
+            self.broken = True
+            if isinstance(exc, BrokenPipeError) and self.is_stdout:
                 raise OutputClosed from None
-            raise
+            self._cut_torn_line(data, written)
+            raise OutputError(self.name, exc.strerror or str(exc)) from exc
+
+    def _cut_torn_line(self, data: bytes, written: int) -> None:
+        """After a failed write, remove the part of a line that did reach a regular file."""
+        torn = written - (data.rfind(b"\n", 0, written) + 1)
+        if not torn or self.fd is None:
+            return
+        with contextlib.suppress(OSError):  # the disk that failed may refuse this too
+            if stat.S_ISREG(os.fstat(self.fd).st_mode):
+                os.ftruncate(self.fd, os.lseek(self.fd, 0, os.SEEK_CUR) - torn)
 
 
 class RecordWriter:
-    """The sink the engine hands results to: formats once, writes to stdout and/or a file."""
+    """The sink the engine hands results to: formats once, writes the shown records to stdout
+    and every record to the -o file (what --resume reads)."""
 
     def __init__(
         self,
@@ -192,33 +252,44 @@ class RecordWriter:
         file_formatter: Formatter | None = None,
         line_buffered: bool = False,
         header: str = "",
+        append: bool = True,
     ) -> None:
         """`header` (CSV's column row) is written first to stdout; the file, which has its own
-        formatter, never gets it."""
+        formatter, never gets it. The file is appended to, or with `append=False` emptied
+        first. Raises OSError when the file cannot be opened."""
         self._formatter = formatter
         self._file_formatter = file_formatter or formatter
-        self._stdout = _Stream(stdout, True) if stdout is not None else None
+        self._stdout: _Stream | None = None
+        if stdout is not None:
+            stdout.flush()  # anything written before us goes first
+            self._stdout = _Stream(stdout, _fileno(stdout), "stdout", True)
         self._file: _Stream | None = None
+        self._file_path = file_path
         if file_path is not None:
-            self._file = _Stream(open(file_path, "ab"), False)  # noqa: SIM115 - closed in close()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC)
+            self._file = _Stream(None, os.open(file_path, flags, 0o666), file_path, False)
         if header and self._stdout is not None:
-            self._add(self._stdout, header.encode("utf-8"))
+            self._stdout.add(header.encode("utf-8"))
         self._line_buffered = line_buffered
         self._timer: asyncio.TimerHandle | None = None
-        self._error: Exception | None = None  # a failed timed flush, raised by the next write
-        self.written = 0
+        self._error: Exception | None = None  # the first failed write, raised by the next
+        self.written = 0  # records written to the file, or to stdout when there is no file
 
-    def write(self, result: Result) -> None:
-        """Format and queue one record. Synchronous on purpose: with no await point inside,
-        nothing can interrupt it between the first and the last byte of a record."""
+    def write(self, result: Result, *, shown: bool = True) -> None:
+        """Format and queue one record: to the file always, to stdout if `shown`. Synchronous
+        on purpose: with no await point inside, nothing can interrupt it between the first and
+        the last byte of a record. Raises OutputClosed or OutputError once a write failed."""
         if self._error is not None:
             raise self._error
-        text = self._formatter(result).encode("utf-8")
-        if self._stdout is not None:
-            self._add(self._stdout, text)
+        if self._file is None and not (shown and self._stdout is not None):
+            return
+        text = b""
+        if shown and self._stdout is not None:
+            text = self._formatter(result).encode("utf-8")
+            self._stdout.add(text)
         if self._file is not None:
-            same = self._file_formatter is self._formatter
-            self._add(self._file, text if same else self._file_formatter(result).encode())
+            same = bool(text) and self._file_formatter is self._formatter
+            self._file.add(text if same else self._file_formatter(result).encode("utf-8"))
         self.written += 1
         if self._line_buffered:
             self.flush()
@@ -226,40 +297,52 @@ class RecordWriter:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(BATCH_SECONDS, self._flush_from_timer)
 
+    @property
+    def file_name(self) -> str | None:
+        """The -o file's path, or None without one."""
+        return self._file_path
+
     def before_stdout(self, hook: Callable[[], None]) -> None:
         """Call `hook` before each write to stdout: the progress line uses it to step out of
         the way when stdout and stderr share a terminal."""
         if self._stdout is not None:
             self._stdout.before = hook
 
-    def _add(self, stream: _Stream, data: bytes) -> None:
-        stream.pending.append(data)
-        stream.size += len(data)
-        if stream.size >= BATCH_BYTES:
-            stream.flush()
-
     def _flush_from_timer(self) -> None:
         self._timer = None
-        try:
+        with contextlib.suppress(OutputClosed, OutputError):  # kept in _error for the next write
             self.flush()
-        except (OutputClosed, OSError) as exc:
-            self._error = exc
 
     def flush(self) -> None:
-        for stream in (self._file, self._stdout):  # the file first: it is what --resume reads
-            if stream is not None:
-                stream.flush()
+        """Write what is queued, the file first: it is what --resume reads."""
+        try:
+            for stream in (self._file, self._stdout):
+                if stream is not None:
+                    stream.flush()
+        except (OutputClosed, OutputError) as exc:
+            self._error = self._error or exc
+            raise
 
     def close(self) -> None:
-        """Flush everything and close the file. Safe to call more than once."""
+        """Flush everything and close the file; each destination is flushed even when the
+        other failed. Raises the first failure. Safe to call more than once."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        try:
-            self.flush()
-            if self._error is not None:
-                raise self._error
-        finally:
-            if self._file is not None:
-                self._file.stream.close()
-                self._file = None
+        for stream in (self._file, self._stdout):
+            if stream is None:
+                continue
+            try:
+                stream.flush()
+            except (OutputClosed, OutputError) as exc:
+                self._error = self._error or exc
+        if self._file is not None:
+            fd, name = self._file.fd, self._file.name
+            self._file = None
+            assert fd is not None
+            try:
+                os.close(fd)
+            except OSError as exc:  # NFS reports a failed write at close
+                self._error = self._error or OutputError(name, exc.strerror or str(exc))
+        if self._error is not None:
+            raise self._error

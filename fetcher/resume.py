@@ -58,6 +58,7 @@ class Recorded:
     def __init__(self, lines: Counter[int], ports: Counter[int] | None = None) -> None:
         self._lines = lines  # records per input line
         self._ports = ports  # records per (input line, port); kept only for --ports runs
+        self.skipped = 0  # targets take() said were done
 
     @classmethod
     def load(cls, path: str, *, by_port: bool = False) -> Recorded:
@@ -95,4 +96,5 @@ class Recorded:
             del done[key]
         else:
             done[key] = count - 1
+        self.skipped += 1
         return True

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -11,7 +12,15 @@ import pytest
 
 from fetcher.errors import FetchTimeout
 from fetcher.models import Result, rfc3339
-from fetcher.output import Console, OutputClosed, RecordWriter, escape, format_jsonl, format_text
+from fetcher.output import (
+    Console,
+    OutputClosed,
+    OutputError,
+    RecordWriter,
+    escape,
+    format_jsonl,
+    format_text,
+)
 from fetcher.targets import parse_target
 
 FIELDS = [
@@ -228,3 +237,110 @@ def test_rfc3339_matches_datetime_formatting() -> None:
     for epoch in [0.0, 1.9999996, 1764000000.0005, *(rng.uniform(0, 2e9) for _ in range(2000))]:
         expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
         assert rfc3339(epoch) == expected.replace("+00:00", "Z")
+
+
+# --- every record to the file, the shown ones to stdout; failed writes ---------------------
+
+
+def write_all(writer: RecordWriter, results: list[tuple[Result, bool]]) -> None:
+    """Hand `results` (each with whether it is shown) to the writer inside an event loop."""
+    import asyncio
+
+    async def go() -> None:
+        for result, shown in results:
+            writer.write(result, shown=shown)
+
+    asyncio.run(go())
+
+
+def test_the_file_gets_every_record_and_stdout_only_the_shown_ones(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    stdout = io.BytesIO()
+    writer = RecordWriter(
+        format_text, stdout=stdout, file_path=str(out), file_formatter=format_jsonl
+    )
+    write_all(writer, [(ok_result(), False), (failed_result(), True), (ok_result(), False)])
+    writer.close()
+    assert stdout.getvalue().decode() == format_text(failed_result())
+    inputs = [json.loads(line)["input"] for line in out.read_text().splitlines()]
+    assert inputs == ["www.sohu.com", "www.bad.example", "www.sohu.com"]
+    assert writer.written == 3
+
+
+def test_a_writer_without_a_file_counts_only_what_stdout_shows() -> None:
+    stdout = io.BytesIO()
+    writer = RecordWriter(format_jsonl, stdout=stdout)
+    write_all(writer, [(ok_result(), False), (ok_result(), True)])
+    writer.close()
+    assert stdout.getvalue().count(b"\n") == 1 and writer.written == 1
+
+
+def test_a_new_file_is_started_afresh_unless_appending(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    for append, expected in ((False, 1), (True, 2), (False, 1)):
+        writer = RecordWriter(format_jsonl, file_path=str(out), append=append)
+        write_all(writer, [(ok_result(), True)])
+        writer.close()
+        assert out.read_text().count("\n") == expected
+
+
+class FailingStream(io.RawIOBase):
+    """A stream without a file descriptor that takes `budget` bytes, then fails with EIO."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if len(data) > self.budget:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        self.budget -= len(data)
+        self.data += data
+        return len(data)
+
+
+def test_a_failed_stdout_is_named_and_the_file_still_gets_every_record(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    record = format_jsonl(ok_result()).encode()
+    stdout = FailingStream(budget=len(record))
+    writer = RecordWriter(format_jsonl, stdout=stdout, file_path=str(out), line_buffered=True)  # type: ignore[arg-type]
+    write_all(writer, [(ok_result(), True)])
+    with pytest.raises(OutputError) as raised:
+        write_all(writer, [(ok_result(), True)])
+    assert str(raised.value) == "cannot write to stdout: Input/output error"
+    with pytest.raises(OutputError):  # the run stops: no more records are taken
+        write_all(writer, [(ok_result(), True)])
+    with pytest.raises(OutputError):
+        writer.close()
+    assert bytes(stdout.data) == record
+    assert out.read_text().count("\n") == 2  # both records that reached the writer
+
+
+def test_a_write_failing_halfway_cuts_the_torn_line_off_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk takes part of a batch, then fails (EIO, ENOSPC): the file ends on the last
+    whole record, not inside one."""
+    out = tmp_path / "out.jsonl"
+    writer = RecordWriter(format_jsonl, file_path=str(out))
+    record = format_jsonl(ok_result()).encode()
+    budget = [len(record) * 2 + 17]  # two records and the start of a third
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if budget[0] <= 0:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        taken = real_write(fd, bytes(data)[: budget[0]])
+        budget[0] -= taken
+        return taken
+
+    monkeypatch.setattr(os, "write", write)
+    write_all(writer, [(ok_result(), True)] * 5)
+    with pytest.raises(OutputError) as raised:
+        writer.close()
+    monkeypatch.undo()
+    assert str(raised.value) == f"cannot write to {out}: Input/output error"
+    assert out.read_bytes() == record * 2

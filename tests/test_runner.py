@@ -1,0 +1,79 @@
+"""One run's ending: the exit status, the interrupt summary and the --resume line on stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from test_interrupts import COUNT, Gate, finish, records, start, targets, wait_for_records
+
+from fetcher import runner
+from fetcher.config import Config
+from fetcher.loopback import LoopbackHosts
+from fetcher.output import OutputError, RecordWriter, format_jsonl
+from fetcher.status import ExitCode
+
+
+def test_an_output_error_has_its_own_exit_status_whatever_else_happened() -> None:
+    outcome = runner.Outcome(signal=signal.SIGINT, output_error=OutputError("stdout", "EIO"))
+    outcome.tally.failed = 1
+    assert runner.exit_code(outcome) == ExitCode.OUTPUT == 74
+
+
+def test_sigterm_summary_says_what_was_written_and_what_was_left(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In process: three invalid lines (no network), then SIGTERM to ourselves."""
+
+    async def lines() -> AsyncIterator[str]:
+        for _ in range(3):
+            yield "bad host"
+        await asyncio.sleep(0.2)  # let the three records through
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(60)  # cancelled by the handler long before
+        yield "never"
+
+    stdout = io.BytesIO()
+    writer = RecordWriter(format_jsonl, stdout=stdout)
+    outcome = runner.run(Config(), lines(), writer, count=lambda: 10)
+    assert runner.exit_code(outcome) == ExitCode.TERMINATED
+    assert stdout.getvalue().count(b"\n") == 3
+    err = capsys.readouterr().err
+    assert err == "afetch: interrupted: 3 records written, 7 targets not fetched\n"
+
+
+SUMMARY = re.compile(
+    rb"afetch: interrupted: (\d+) records written, (\d+) targets not fetched;"
+    rb" run again with --resume to continue\n"
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_an_interrupted_run_says_how_to_continue_and_resume_says_what_it_skipped(
+    hosts: LoopbackHosts, tmp_path: Path, signum: int
+) -> None:
+    gate = Gate(hosts, free=20)
+    list_file = tmp_path / "hosts.txt"
+    list_file.write_text("\n".join(targets(gate.port)) + "\n")
+    out = tmp_path / "out.jsonl"
+    process = start(list_file, out)
+    wait_for_records(out, 20)
+    process.send_signal(signum)
+    err = finish(process, 30)
+    match = SUMMARY.search(err)
+    assert match is not None, err
+    written, left = int(match[1]), int(match[2])
+    assert written == len(records(out)) and written + left == COUNT
+
+    gate.open.set()
+    process = start(list_file, out, "--resume")
+    err = finish(process, 60)
+    assert process.returncode == 0, err
+    assert err == f"afetch: resume: {written} targets skipped, already recorded in {out}\n".encode()
+    assert len(records(out)) == COUNT
