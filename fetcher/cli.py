@@ -40,7 +40,7 @@ from .status import ExitCode
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)
 # Options that make no sense as configured defaults (and so have no AFETCH_* variable).
-_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "resume"}
+_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "append", "resume"}
 # --help shows the options in these groups, in this order; anything else goes last.
 HELP_GROUPS = {
     "Input": ("lists", "scheme", "ports"),
@@ -51,7 +51,7 @@ HELP_GROUPS = {
     ),
     "Concurrency": ("concurrency", "per_host", "rate", "order", "loop"),
     "Output": (
-        "output_format", "json_output", "fields", "output", "resume", "match_status",
+        "output_format", "json_output", "fields", "output", "append", "resume", "match_status",
         "filter_status",
         "quiet", "stats",
     ),
@@ -209,7 +209,7 @@ option = functools.partial(click.option, show_default=True)
     cls=Command,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 70 internal error,"
-    " 130 Ctrl-C, 143 SIGTERM."
+    " 74 cannot write output, 130 Ctrl-C, 143 SIGTERM."
     ' Shell completion: eval "$(_AFETCH_COMPLETE=bash_source afetch)" (or zsh_source,'
     " fish_source).",
 )
@@ -367,12 +367,17 @@ option = functools.partial(click.option, show_default=True)
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True),
-    help="Also append the records to FILE, as JSON Lines (whole lines only).",
+    help="Also write every record to FILE, as JSON Lines.",
+)
+@click.option(
+    "--append",
+    is_flag=True,
+    help="With -o FILE: append to it instead of starting afresh.",
 )
 @click.option(
     "--resume",
     is_flag=True,
-    help="With -o FILE: skip the targets FILE already has records for.",
+    help="With -o FILE: skip the targets it has records for, append.",
 )
 @option(
     "--match-status",
@@ -431,6 +436,7 @@ def afetch(
     json_output: bool,
     fields: tuple[str, ...],
     output: str | None,
+    append: bool,
     resume: bool,
     match_status: StatusSet,
     filter_status: StatusSet,
@@ -447,11 +453,12 @@ def afetch(
     from . import runner
     from .engine import targets_per_line
     from .inputs import STDIN, count_targets, read_lines
-    from .output import Console, RecordWriter, format_jsonl, make_format
+    from .output import STDOUT, Console, RecordWriter, format_jsonl, make_format
     from .resolve import require_async_dns
 
-    if resume and not output:
-        raise click.UsageError("--resume needs -o FILE: the file it resumes")
+    for flag, wanted in (("--resume", resume), ("--append", append)):
+        if wanted and (not output or output == STDOUT):
+            raise click.UsageError(f"{flag} needs -o FILE: the file it continues")
     concurrency, warning = runner.fit_concurrency(concurrency)
     if warning:
         click.echo(f"afetch: warning: {warning}", err=True)
@@ -495,11 +502,18 @@ def afetch(
             raise click.UsageError("no targets: give them as arguments, with -l FILE, or on stdin")
         lists = (STDIN,)
 
+    if output == STDOUT:  # the JSON Lines records on stdout: what --json writes there already
+        if config.output.format != "jsonl":
+            raise click.UsageError(
+                f"-o - writes JSON Lines to stdout, which shows --format {config.output.format}:"
+                " use --json, or -o FILE"
+            )
+        output = None
     chosen = make_format(config.output)
     lines = read_lines(targets, lists)
     recorded = None
     try:
-        if output:
+        if output and (append or resume):
             resuming.repair(output)  # a torn line left by a killed run
             if resume:
                 recorded = resuming.Recorded.load(output, by_port=bool(config.ports))
@@ -510,6 +524,7 @@ def afetch(
             file_formatter=format_jsonl,  # what --resume reads, whatever stdout shows
             line_buffered=console.stdout_tty,
             header=chosen.header,
+            append=append or resume,  # else a new run starts a new file, as curl -o does
         )
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None

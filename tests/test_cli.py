@@ -73,7 +73,7 @@ def test_list_dash_reads_stdin_alongside_arguments(ok_port: int) -> None:
 def test_output_file_appends_the_same_records(ok_port: int, tmp_path: Path) -> None:
     out_file = tmp_path / "out.jsonl"
     for _ in range(2):
-        code, out, _ = invoke("--json", "-o", str(out_file), f"127.0.0.1:{ok_port}")
+        code, out, _ = invoke("--json", "-o", str(out_file), "--append", f"127.0.0.1:{ok_port}")
         assert code == 0
     lines = out_file.read_text().splitlines()
     assert len(lines) == 2
@@ -554,3 +554,113 @@ def test_version_and_help_load_neither_engine_nor_backends() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
     assert done.stdout.decode().splitlines()[-1] == "LOADED []", done.stdout + done.stderr
+
+
+# --- the -o file: every record, a new file per run, --append, -o -, write errors ----------
+
+
+def test_the_output_file_gets_the_records_the_status_filters_hide(
+    ok_port: int, hosts: LoopbackHosts, tmp_path: Path
+) -> None:
+    out_file = tmp_path / "f.jsonl"
+    both = [f"127.0.0.1:{ok_port}", f"127.0.0.1:{hosts.refused()}"]
+    code, out, err = invoke("-q", "--match-status", "5xx", "-o", str(out_file), "--json", *both)
+    assert (code, out, err) == (1, "", "")
+    assert sorted(r["input"] for r in records(out_file.read_text())) == sorted(both)  # type: ignore[type-var]
+    code, out, err = invoke("--filter-status", "2xx", "-o", str(out_file), "--resume", *both)
+    assert code == 0 and out == ""  # nothing left to fetch
+    assert err == f"afetch: resume: 2 targets skipped, already recorded in {out_file}\n"
+    assert len(records(out_file.read_text())) == 2
+
+
+def test_a_new_run_starts_the_output_file_afresh_and_append_adds_to_it(
+    ok_port: int, tmp_path: Path
+) -> None:
+    out_file = tmp_path / "out.jsonl"
+    for extra, expected in (([], 1), ([], 1), (["--append"], 2), (["--resume"], 2)):
+        code, _, _ = invoke("-o", str(out_file), *extra, f"127.0.0.1:{ok_port}")
+        assert code == 0
+        assert len(records(out_file.read_text())) == expected, extra
+
+
+def test_append_repairs_a_torn_last_line_first(ok_port: int, tmp_path: Path) -> None:
+    out_file = tmp_path / "out.jsonl"
+    out_file.write_text('{"input": "a"}\n{"input": "b')  # as left by kill -9
+    code, _, _ = invoke("-o", str(out_file), "--append", f"127.0.0.1:{ok_port}")
+    assert code == 0
+    assert [r["input"] for r in records(out_file.read_text())] == ["a", f"127.0.0.1:{ok_port}"]
+
+
+def test_dash_o_means_json_lines_on_stdout(
+    ok_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = invoke("--json", "-o", "-", f"127.0.0.1:{ok_port}")
+    assert code == 0 and records(out)[0]["status_code"] == 200
+    assert not (tmp_path / "-").exists()
+    code, out, err = invoke("-o", "-", f"127.0.0.1:{ok_port}")
+    assert code == 2 and out == "" and "-o - writes JSON Lines to stdout" in err
+    for flag in ("--append", "--resume"):
+        code, _, err = invoke("--json", "-o", "-", flag, "x")
+        assert code == 2 and f"{flag} needs -o FILE" in err
+    code, _, err = invoke("--append", "x")
+    assert code == 2 and err == "afetch: error: --append needs -o FILE: the file it continues\n"
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_exit_74(ok_port: int) -> None:
+    done = run_afetch("--json", "-o", "/dev/full", f"127.0.0.1:{ok_port}")
+    assert done.returncode == 74
+    assert done.stderr == b"afetch: error: cannot write to /dev/full: No space left on device\n"
+    assert records(done.stdout.decode())[0]["status_code"] == 200  # stdout still got it
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "fetcher", f"127.0.0.1:{ok_port}"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 74
+    assert done.stderr == b"afetch: error: cannot write to stdout: No space left on device\n"
+
+
+FILE_SIZE_LIMIT = 20_000  # bytes: a few dozen records, then the kernel refuses more (EFBIG)
+
+
+def limit_file_size() -> None:
+    """In the child: files may grow to FILE_SIZE_LIMIT bytes; a write past it takes what fits,
+    and the next one fails with EFBIG (SIGXFSZ, which would kill the process, is ignored)."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+@pytest.mark.parametrize("destination", ["file", "stdout"])
+def test_a_write_failing_halfway_leaves_whole_records(
+    ok_port: int, tmp_path: Path, destination: str
+) -> None:
+    out_file = tmp_path / "out.jsonl"
+    lines = f"127.0.0.1:{ok_port}\n".encode() * 200  # some 100 KB of records
+    args = ["--json", "-o", str(out_file)] if destination == "file" else ["--json"]
+    # Coverage writes its data file at exit, which the file-size limit would refuse.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    with open(tmp_path / "stdout.jsonl", "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "fetcher", "-c", "20", *args],
+            input=lines,
+            stdout=stdout if destination == "stdout" else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+            env=env,
+            preexec_fn=limit_file_size,  # noqa: PLW1509 - the child only
+        )
+    name = str(out_file) if destination == "file" else "stdout"
+    assert done.returncode == 74, done.stderr
+    assert done.stderr == f"afetch: error: cannot write to {name}: File too large\n".encode()
+    written = (out_file if destination == "file" else tmp_path / "stdout.jsonl").read_bytes()
+    assert written.endswith(b"\n") and len(written) <= FILE_SIZE_LIMIT
+    assert all(json.loads(line)["status_code"] == 200 for line in written.splitlines())
+    assert len(written.splitlines()) >= 10
