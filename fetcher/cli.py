@@ -509,6 +509,10 @@ def afetch(
                 " use --json, or -o FILE"
             )
         output = None
+    if output and os.path.exists(output):
+        for path in lists:
+            if path != STDIN and os.path.samefile(path, output):
+                raise click.UsageError(f"-o {output} is also read with -l: use another file")
     chosen = make_format(config.output)
     lines = read_lines(targets, lists)
     recorded = None

@@ -184,7 +184,7 @@ class _Stream:
     destination then holds whole records only.
     """
 
-    __slots__ = ("stream", "fd", "name", "pending", "size", "is_stdout", "before", "broken")
+    __slots__ = ("stream", "fd", "name", "pending", "size", "is_stdout", "before")
 
     def __init__(self, stream: BinaryIO | None, fd: int | None, name: str, is_stdout: bool) -> None:
         self.stream = stream
@@ -194,11 +194,8 @@ class _Stream:
         self.before: Callable[[], None] | None = None  # called before each write
         self.pending: list[bytes] = []
         self.size = 0
-        self.broken = False  # a write failed: nothing more is written here
 
     def add(self, data: bytes) -> None:
-        if self.broken:
-            return
         self.pending.append(data)
         self.size += len(data)
         if self.size >= BATCH_BYTES:
@@ -223,7 +220,6 @@ class _Stream:
                 while written < len(data):
                     written += os.write(self.fd, view[written:])
         except OSError as exc:
-            self.broken = True
             if isinstance(exc, BrokenPipeError) and self.is_stdout:
                 raise OutputClosed from None
             self._cut_torn_line(data, written)

@@ -664,3 +664,12 @@ def test_a_write_failing_halfway_leaves_whole_records(
     assert written.endswith(b"\n") and len(written) <= FILE_SIZE_LIMIT
     assert all(json.loads(line)["status_code"] == 200 for line in written.splitlines())
     assert len(written.splitlines()) >= 10
+
+
+def test_the_output_file_cannot_be_an_input_file(tmp_path: Path) -> None:
+    """Starting the -o file afresh would empty the list before it is read."""
+    listing = tmp_path / "hosts.txt"
+    listing.write_text("example.com\n")
+    code, out, err = invoke("-l", str(listing), "-o", str(listing))
+    assert code == 2 and out == "" and "is also read with -l" in err
+    assert listing.read_text() == "example.com\n"

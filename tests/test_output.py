@@ -304,15 +304,16 @@ class FailingStream(io.RawIOBase):
 
 def test_a_failed_stdout_is_named_and_the_file_still_gets_every_record(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
-    record = format_jsonl(ok_result()).encode()
+    result = ok_result()
+    record = format_jsonl(result).encode()
     stdout = FailingStream(budget=len(record))
     writer = RecordWriter(format_jsonl, stdout=stdout, file_path=str(out), line_buffered=True)  # type: ignore[arg-type]
-    write_all(writer, [(ok_result(), True)])
+    write_all(writer, [(result, True)])
     with pytest.raises(OutputError) as raised:
-        write_all(writer, [(ok_result(), True)])
+        write_all(writer, [(result, True)])
     assert str(raised.value) == "cannot write to stdout: Input/output error"
     with pytest.raises(OutputError):  # the run stops: no more records are taken
-        write_all(writer, [(ok_result(), True)])
+        write_all(writer, [(result, True)])
     with pytest.raises(OutputError):
         writer.close()
     assert bytes(stdout.data) == record
@@ -326,7 +327,8 @@ def test_a_write_failing_halfway_cuts_the_torn_line_off_the_file(
     whole record, not inside one."""
     out = tmp_path / "out.jsonl"
     writer = RecordWriter(format_jsonl, file_path=str(out))
-    record = format_jsonl(ok_result()).encode()
+    result = ok_result()
+    record = format_jsonl(result).encode()
     budget = [len(record) * 2 + 17]  # two records and the start of a third
     real_write = os.write
 
@@ -338,9 +340,30 @@ def test_a_write_failing_halfway_cuts_the_torn_line_off_the_file(
         return taken
 
     monkeypatch.setattr(os, "write", write)
-    write_all(writer, [(ok_result(), True)] * 5)
+    write_all(writer, [(result, True)] * 5)
     with pytest.raises(OutputError) as raised:
         writer.close()
     monkeypatch.undo()
     assert str(raised.value) == f"cannot write to {out}: Input/output error"
     assert out.read_bytes() == record * 2
+
+
+def test_a_write_error_reported_at_close_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems (NFS) report a failed write only when the file is closed."""
+    out = tmp_path / "out.jsonl"
+    writer = RecordWriter(format_jsonl, file_path=str(out))
+    write_all(writer, [(ok_result(), True)])
+    real_close, closed = os.close, []
+
+    def close(fd: int) -> None:
+        real_close(fd)
+        closed.append(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "close", close)
+    with pytest.raises(OutputError, match=f"cannot write to {out}: Input/output error"):
+        writer.close()
+    monkeypatch.undo()
+    assert len(closed) == 1 and out.read_text().count("\n") == 1

@@ -48,6 +48,20 @@ def test_sigterm_summary_says_what_was_written_and_what_was_left(
     assert err == "afetch: interrupted: 3 records written, 7 targets not fetched\n"
 
 
+def test_a_write_error_during_the_run_stops_it_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from test_output import FailingStream
+
+    stdout = FailingStream(budget=0)
+    writer = RecordWriter(format_jsonl, stdout=stdout, line_buffered=True)  # type: ignore[arg-type]
+    outcome = runner.run(Config(), ["bad host"] * 50, writer)
+    assert runner.exit_code(outcome) == ExitCode.OUTPUT
+    assert writer.written == 1  # no record was taken after the one that failed
+    err = capsys.readouterr().err
+    assert err == "afetch: error: cannot write to stdout: Input/output error\n"
+
+
 SUMMARY = re.compile(
     rb"afetch: interrupted: (\d+) records written, (\d+) targets not fetched;"
     rb" run again with --resume to continue\n"
