@@ -366,6 +366,18 @@ TABLE = [
         80,
         "B+",
     ),
+    Row(  # a prefix within the first policy drops https://a.example/x; nothing is left in both
+        "csp-two-policies-prefix",
+        CSP,
+        swap(
+            CSP,
+            "default-src 'self' https://a.example https://a.example/x; object-src 'none'",
+            "default-src https://a.example/x; object-src 'none'",
+        ),
+        "csp-implemented-with-no-unsafe-default-src-none",
+        80,
+        "B+",
+    ),
     Row(
         "csp-trailing-comma",
         "content-security-policy",
