@@ -100,16 +100,28 @@ class Request:
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in value for c in "\r\n"):
                 raise ConfigError(f"invalid header {name!r}")
+        if sum(name.lower() == "host" for name, _ in self.headers) > 1:
+            raise ConfigError("more than one Host header (a server answers two with 400)")
+
+    @property
+    def host_header(self) -> tuple[str, str] | None:
+        """A -H Host header: sent instead of the target's authority (to check a virtual host)."""
+        return next((h for h in self.headers if h[0].lower() == "host"), None)
 
     def header_lines(self) -> list[tuple[str, str]]:
-        """Headers after Host: ours first unless the user set the same name."""
+        """The header fields to send, Host aside unless -H sets it: then it comes first. Ours
+        follow unless the user set the same name (any case), then the user's, as given. Both
+        backends send exactly these, in this order (httpx adds no Host when one is given)."""
         given = {name.lower() for name, _ in self.headers}
         base = [
             ("User-Agent", self.user_agent),
             ("Accept", DEFAULT_ACCEPT),
             ("Connection", "close"),
         ]
-        return [h for h in base if h[0].lower() not in given] + list(self.headers)
+        host = self.host_header
+        own = [h for h in base if h[0].lower() not in given]
+        rest = [h for h in self.headers if h is not host]
+        return ([host] if host else []) + own + rest
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,6 +273,42 @@ def test_request_bytes_are_the_same(hosts: LoopbackHosts, fetch: FetchOne) -> No
     ]
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param(
+            (("Host", "vhost.example"),),
+            "Host: vhost.example\r\nUser-Agent: afetch/t\r\nAccept: */*\r\nConnection: close\r\n",
+            id="host",
+        ),
+        pytest.param(
+            (("X-Extra", "1"), ("host", "vhost.example:8080")),
+            "host: vhost.example:8080\r\nUser-Agent: afetch/t\r\nAccept: */*\r\n"
+            "Connection: close\r\nX-Extra: 1\r\n",
+            id="host-lower-case-after-another",
+        ),
+        pytest.param(
+            (("user-agent", "ua/2"), ("ACCEPT", "text/html"), ("connection", "keep-alive")),
+            "Host: {authority}\r\nuser-agent: ua/2\r\nACCEPT: text/html\r\n"
+            "connection: keep-alive\r\n",
+            id="user-agent-accept-connection",
+        ),
+    ],
+)
+def test_a_header_given_replaces_ours(
+    hosts: LoopbackHosts, fetch: FetchOne, given: tuple[tuple[str, str], ...], expected: str
+) -> None:
+    """-H NAME replaces afetch's header of that name, whatever the case, in its place: one Host
+    line (first, as RFC 9110 7.2 asks), which is how a virtual host is checked. The same bytes
+    on both backends."""
+    seen: list[bytes] = []
+    port = hosts.serve(recording(OK, seen))
+    result = fetch(f"127.0.0.1:{port}/v", user_agent="afetch/t", headers=given)
+    assert result.status_code == 200
+    head = expected.format(authority=f"127.0.0.1:{port}")
+    assert seen == [f"GET /v HTTP/1.1\r\n{head}\r\n".encode()]
+
+
 def test_header_values_decoded_alike(hosts: LoopbackHosts, fetch: FetchOne) -> None:
     head = (
         b"HTTP/1.1 200 OK\r\n"

@@ -554,3 +554,9 @@ def test_version_and_help_load_neither_engine_nor_backends() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
     assert done.stdout.decode().splitlines()[-1] == "LOADED []", done.stdout + done.stderr
+
+
+def test_two_host_headers_are_a_usage_error() -> None:
+    code, out, err = invoke("-H", "Host: a.example", "-H", "host: b.example", "127.0.0.1:1")
+    assert (code, out) == (2, "")
+    assert err.strip() == "afetch: error: more than one Host header (a server answers two with 400)"

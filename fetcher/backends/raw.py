@@ -100,12 +100,17 @@ class RawBackend(Backend):
         super().__init__(config)
         request = config.request
         # The request is the same for every target but for its path and Host: built once.
+        # (With -H Host, only the path varies: the template holds no "{host}" to fill in.)
         head = build_request(
             request.method, "{path}", "{host}", request.header_lines(), request.http_version
         )
         line, _, rest = head.partition(b" {path}")
         self._request_line = line
-        self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
+        self._sends_authority = request.host_header is None
+        if self._sends_authority:
+            self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
+        else:
+            self._host_prefix, self._request_tail = rest, b""
         self._ssl_context: ssl.SSLContext | None = None  # made on the first https target
         self._resolver = Resolver(config.resolvers)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
@@ -119,7 +124,8 @@ class RawBackend(Backend):
         now = trace.mark("dns", trace.started)
 
         request = b"%s %s%s" % (self._request_line, target.path.encode(), self._host_prefix)
-        request += target.authority.encode() + self._request_tail
+        if self._sends_authority:
+            request += target.authority.encode() + self._request_tail
         tls = target.scheme == "https"
         loop = asyncio.get_running_loop()
         head: asyncio.Future[ResponseHead] = loop.create_future()
