@@ -451,3 +451,13 @@ def test_httpx_backend_keeps_no_cookies(hosts: LoopbackHosts) -> None:
     head = asyncio.run(go())
     assert [value for name, value in head.headers if name == "Set-Cookie"] == ["a=1", "b=2"]
     assert len(backend._client.cookies.jar) == 0
+
+
+def test_a_cafile_that_cannot_be_read_is_a_config_error(tmp_path: Any) -> None:
+    """Library users get the CLI's check: a ConfigError naming the file, when the Config is
+    built, before any backend or fetch."""
+    from fetcher.config import ConfigError
+
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ConfigError, match=f"--cacert {missing}: No such file or directory"):
+        make_config(cafile=str(missing))
