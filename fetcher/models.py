@@ -41,6 +41,11 @@ class Trace:
     host_ip: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    def restart(self) -> None:
+        """Start the clock again, after waiting for one-time set-up (the CA store, the
+        resolver): that wait is no phase of this fetch, nor any part of its total."""
+        self.started = time.perf_counter()
+
     def mark(self, name: str, since: float) -> float:
         """Record the milliseconds from `since` to now as timing `name`; return now."""
         now = time.perf_counter()
