@@ -23,6 +23,7 @@ answers, lower ceiling, and no custom servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -133,29 +134,36 @@ class Resolver:
         """Import aiodns and open the c-ares channel, on a thread: about 20 ms the first time,
         which on the loop would hold up every fetch in flight. Callers that time lookups
         await this first (lookups start it themselves otherwise)."""
+        await self._started()
+
+    async def _started(self) -> _Lookup:
         if self._lookup is not None:
-            return
-        if self._starting is None:
+            return self._lookup
+        starting = self._starting
+        if starting is None:
             loop = asyncio.get_running_loop()
-            self._starting = loop.run_in_executor(
+            starting = self._starting = loop.run_in_executor(
                 None, _make_lookup, self._servers, self._timeout, self._tries, loop
             )
         # Shielded: one caller's deadline must not cancel the start the others await.
-        lookup = await asyncio.shield(self._starting)
-        if self._lookup is None:
+        lookup = await asyncio.shield(starting)
+        if self._starting is starting and self._lookup is None:  # not closed meanwhile
             self._lookup = lookup
+        return lookup
 
     async def _query(self, host: str) -> list[Address]:
-        if self._lookup is None:
-            await self.start()
-        assert self._lookup is not None
-        return _ipv4_first(await self._lookup(host), host)
+        lookup = self._lookup or await self._started()
+        return _ipv4_first(await lookup(host), host)
 
     async def aclose(self) -> None:
         """Release the c-ares channel and forget the cache; a later lookup starts afresh."""
         lookup, self._lookup = self._lookup, None
-        self._starting = None
+        starting, self._starting = self._starting, None
         self._cache.clear()
+        if lookup is None and starting is not None:
+            # A start still on its thread (the run was cut short): close what it makes.
+            with contextlib.suppress(Exception):
+                lookup = await starting
         if lookup is not None:
             await lookup.aclose()
 
