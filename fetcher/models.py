@@ -151,7 +151,7 @@ class Result:
             # Without redirects or a scheme fallback the final target is the target: its URL
             # is already formatted (this runs once per record, on the hot path).
             "final_url": url if final is None or final is target else final.url,
-            "attempts": [attempt.as_dict() for attempt in self.attempts],
+            "attempts": [attempt.as_dict() for attempt in self.attempts] if self.attempts else [],
         }
 
     def to_row(self) -> dict[str, Any]:

@@ -179,6 +179,16 @@ def test_text_output_says_which_scheme_answered_and_why(
     ]
 
 
+def test_text_output_when_neither_scheme_answered(hosts: LoopbackHosts) -> None:
+    port = hosts.refused()
+    result = CliRunner().invoke(afetch, ["--scheme", "auto", f"127.0.0.1:{port}"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"127.0.0.1:{port} scheme > http (https failed: connection-refused: connection refused)",
+        f"127.0.0.1:{port} error > connection-refused: connection refused",
+    ]
+
+
 # --- --ports -------------------------------------------------------------------------------
 
 
