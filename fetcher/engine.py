@@ -41,7 +41,7 @@ from .errors import (
     TooManyRedirects,
 )
 from .http1 import ResponseHead
-from .models import Redirect, Result, Trace
+from .models import Attempt, Redirect, Result, Trace
 from .pacing import PerHostLimiter, RateLimiter
 from .resume import Recorded
 from .targets import DEFAULT_PORTS, Target, is_skipped, parse_target
@@ -160,17 +160,28 @@ class Engine:
         """
         if self.config.scheme != "auto" or target.explicit_scheme:
             return await self._request(target, result)
+        # Each try is kept in the record, so a fallback never hides why https was not used.
+        attempts: list[Attempt] = []
+        result.attempts = attempts
         try:
-            return await self._request(target, result)
-        except (ConnectError, TLSError):
-            pass
-        except FetchTimeout as exc:
-            if exc.phase != "tls":
+            head = await self._request(target, result)
+        except FetchError as exc:
+            attempts.append(Attempt(target.url, exc))
+            if not _https_failed(exc):
                 raise
+        else:
+            attempts.append(Attempt(target.url))
+            return head
         port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
         # The record's url says which scheme answered (or, if none did, was tried last).
         result.target = fallback = replace(target, scheme="http", port=port)
-        return await self._request(fallback, result)
+        try:
+            head = await self._request(fallback, result)
+        except FetchError as exc:
+            attempts.append(Attempt(fallback.url, exc))
+            raise
+        attempts.append(Attempt(fallback.url))
+        return head
 
     async def _retrying(
         self,
@@ -361,6 +372,14 @@ class Engine:
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
         await asyncio.shield(write)
+
+
+def _https_failed(exc: FetchError) -> bool:
+    """Whether an https try's error means the port speaks no (usable) TLS, so --scheme auto
+    tries http: no connection, a failed handshake, or one not done in time."""
+    if isinstance(exc, FetchTimeout):
+        return exc.phase == "tls"
+    return isinstance(exc, (ConnectError, TLSError))
 
 
 def expands(target: Target, config: Config) -> bool:

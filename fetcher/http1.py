@@ -64,9 +64,14 @@ def build_request(
     headers: Iterable[tuple[str, str]],
     http_version: str = "1.1",
 ) -> bytes:
-    """Serialise a request with no body. `headers` come after Host, in the given order."""
-    lines = [f"{method} {path} HTTP/{http_version}", f"Host: {host}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
+    """Serialise a request with no body: Host first (RFC 9110 7.2), then `headers` in the given
+    order. A Host field among `headers` (any case) replaces `host`, in that first place: two
+    Host lines get a 400 from any server (RFC 9112 3.2)."""
+    fields = list(headers)
+    given = [field for field in fields if field[0].lower() == "host"]
+    first = given[0] if given else ("Host", host)
+    lines = [f"{method} {path} HTTP/{http_version}", f"{first[0]}: {first[1]}"]
+    lines.extend(f"{name}: {value}" for name, value in fields if name.lower() != "host")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
 RECORD_FIELDS = (
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url",
+    "redirects", "final_url", "attempts",
 )  # fmt: skip
 # The CSV columns, in order: the record's scalar fields, the nested ones flattened, and the
 # headers people grep for most (README "CSV").
@@ -40,6 +41,11 @@ class Trace:
     host_ip: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    def restart(self) -> None:
+        """Start the clock again, after waiting for one-time set-up (the CA store, the
+        resolver): that wait is no phase of this fetch, nor any part of its total."""
+        self.started = time.perf_counter()
+
     def mark(self, name: str, since: float) -> float:
         """Record the milliseconds from `since` to now as timing `name`; return now."""
         now = time.perf_counter()
@@ -57,6 +63,17 @@ class Redirect:
 
     def as_dict(self) -> dict[str, Any]:
         return {"url": self.url, "status_code": self.status_code, "location": self.location}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One scheme --scheme auto tried: its URL, and the error it ended in (None: it answered)."""
+
+    url: str
+    error: FetchError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "error": self.error.as_dict() if self.error else None}
 
 
 @dataclass(slots=True)
@@ -79,6 +96,8 @@ class Result:
     redirects: list[Redirect] = field(default_factory=list)
     final_target: Target | None = None  # what the last request went to (after redirects)
     expanded: bool = False  # one of several targets made from one line by --ports
+    # --scheme auto: each scheme tried, in order (of the last try, with --retries); else empty.
+    attempts: Sequence[Attempt] = ()
 
     @property
     def failed(self) -> bool:
@@ -132,6 +151,7 @@ class Result:
             # Without redirects or a scheme fallback the final target is the target: its URL
             # is already formatted (this runs once per record, on the hot path).
             "final_url": url if final is None or final is target else final.url,
+            "attempts": [attempt.as_dict() for attempt in self.attempts] if self.attempts else [],
         }
 
     def to_row(self) -> dict[str, Any]:

@@ -42,17 +42,31 @@ def escape(text: str) -> str:
 
 
 def format_text(result: Result) -> str:
-    """Seed style: `<input> header > <line>` per header line, or one `<input> error > ...`."""
+    """Seed style: `<input> header > <line>` per header line, or one `<input> error > ...`;
+    after a --scheme auto fallback, first a `<input> scheme > http (https failed: ...)` line."""
     label = escape(result.label)
+    lines = [_scheme_line(label, result)] if len(result.attempts) > 1 else []
     if result.error is not None:
         error = result.error
-        return f"{label} error > {error.kind}: {escape(error.message)}\n"
+        lines.append(f"{label} error > {error.kind}: {escape(error.message)}\n")
+        return "".join(lines)
     status = f"HTTP/{result.http_version} {result.status_code} {result.reason}".rstrip()
-    lines = [f"{label} header > {escape(status)}\n"]
+    lines.append(f"{label} header > {escape(status)}\n")
     lines.extend(
         f"{label} header > {escape(name)}: {escape(value)}\n" for name, value in result.headers
     )
     return "".join(lines)
+
+
+def _scheme_line(label: str, result: Result) -> str:
+    """The scheme tried last, and why each one before it was not used."""
+    *failed, last = result.attempts
+    reasons = ", ".join(
+        f"{attempt.url.partition(':')[0]} failed: {attempt.error.kind}: {attempt.error.message}"
+        for attempt in failed
+        if attempt.error is not None
+    )
+    return f"{label} scheme > {last.url.partition(':')[0]} ({escape(reasons)})\n"
 
 
 def format_jsonl(result: Result) -> str:

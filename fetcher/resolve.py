@@ -23,6 +23,7 @@ answers, lower ceiling, and no custom servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -93,6 +94,7 @@ class Resolver:
         self._cache: OrderedDict[str, asyncio.Future[list[Address]]] = OrderedDict()
         self._cache_size = cache_size
         self._lookup: _Lookup | None = None
+        self._starting: asyncio.Future[_Lookup] | None = None
 
     async def resolve(self, host: str) -> list[Address]:
         """The addresses of `host`, IPv4 first; raises DNSError."""
@@ -123,15 +125,45 @@ class Resolver:
         """True once lookups go through c-ares, False on the getaddrinfo fallback."""
         return isinstance(self._lookup, _AresLookup)
 
+    @property
+    def ready(self) -> bool:
+        """Whether start() is done: a lookup now waits for nothing but its answer."""
+        return self._lookup is not None
+
+    async def start(self) -> None:
+        """Import aiodns and open the c-ares channel, on a thread: about 20 ms the first time,
+        which on the loop would hold up every fetch in flight. Callers that time lookups
+        await this first (lookups start it themselves otherwise)."""
+        await self._started()
+
+    async def _started(self) -> _Lookup:
+        if self._lookup is not None:
+            return self._lookup
+        starting = self._starting
+        if starting is None:
+            loop = asyncio.get_running_loop()
+            starting = self._starting = loop.run_in_executor(
+                None, _make_lookup, self._servers, self._timeout, self._tries, loop
+            )
+        # Shielded: one caller's deadline must not cancel the start the others await.
+        lookup = await asyncio.shield(starting)
+        if self._starting is starting and self._lookup is None:  # not closed meanwhile
+            self._lookup = lookup
+        return lookup
+
     async def _query(self, host: str) -> list[Address]:
-        if self._lookup is None:
-            self._lookup = _make_lookup(self._servers, self._timeout, self._tries)
-        return _ipv4_first(await self._lookup(host), host)
+        lookup = self._lookup or await self._started()
+        return _ipv4_first(await lookup(host), host)
 
     async def aclose(self) -> None:
         """Release the c-ares channel and forget the cache; a later lookup starts afresh."""
         lookup, self._lookup = self._lookup, None
+        starting, self._starting = self._starting, None
         self._cache.clear()
+        if lookup is None and starting is not None:
+            # A start still on its thread (the run was cut short): close what it makes.
+            with contextlib.suppress(Exception):
+                lookup = await starting
         if lookup is not None:
             await lookup.aclose()
 
@@ -147,12 +179,14 @@ class _Lookup(Protocol):
 class _AresLookup:
     """c-ares through aiodns: the hosts file, then the configured or system DNS servers."""
 
-    def __init__(self, servers: Sequence[str], timeout: float, tries: int) -> None:
+    def __init__(
+        self, servers: Sequence[str], timeout: float, tries: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
         import aiodns
 
         self._resolver = aiodns.DNSResolver(
             servers,
-            loop=asyncio.get_running_loop(),
+            loop=loop,  # made on a thread (Resolver.start), for this loop
             timeout=timeout,
             tries=tries,
             # No `lookups="fb"` here although that is the order wanted: pycares 5.2 frees
@@ -210,9 +244,11 @@ def require_async_dns(nameservers: Sequence[str]) -> None:
         raise ConfigError("--resolver needs aiodns, which is not installed (pip install aiodns)")
 
 
-def _make_lookup(servers: Sequence[str], timeout: float, tries: int) -> _Lookup:
+def _make_lookup(
+    servers: Sequence[str], timeout: float, tries: int, loop: asyncio.AbstractEventLoop
+) -> _Lookup:
     if async_dns_available():
-        return _AresLookup(servers, timeout, tries)
+        return _AresLookup(servers, timeout, tries, loop)
     return _ThreadLookup()
 
 

@@ -273,6 +273,42 @@ def test_request_bytes_are_the_same(hosts: LoopbackHosts, fetch: FetchOne) -> No
     ]
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param(
+            (("Host", "vhost.example"),),
+            "Host: vhost.example\r\nUser-Agent: afetch/t\r\nAccept: */*\r\nConnection: close\r\n",
+            id="host",
+        ),
+        pytest.param(
+            (("X-Extra", "1"), ("host", "vhost.example:8080")),
+            "host: vhost.example:8080\r\nUser-Agent: afetch/t\r\nAccept: */*\r\n"
+            "Connection: close\r\nX-Extra: 1\r\n",
+            id="host-lower-case-after-another",
+        ),
+        pytest.param(
+            (("user-agent", "ua/2"), ("ACCEPT", "text/html"), ("connection", "keep-alive")),
+            "Host: {authority}\r\nuser-agent: ua/2\r\nACCEPT: text/html\r\n"
+            "connection: keep-alive\r\n",
+            id="user-agent-accept-connection",
+        ),
+    ],
+)
+def test_a_header_given_replaces_ours(
+    hosts: LoopbackHosts, fetch: FetchOne, given: tuple[tuple[str, str], ...], expected: str
+) -> None:
+    """-H NAME replaces afetch's header of that name, whatever the case, in its place: one Host
+    line (first, as RFC 9110 7.2 asks), which is how a virtual host is checked. The same bytes
+    on both backends."""
+    seen: list[bytes] = []
+    port = hosts.serve(recording(OK, seen))
+    result = fetch(f"127.0.0.1:{port}/v", user_agent="afetch/t", headers=given)
+    assert result.status_code == 200
+    head = expected.format(authority=f"127.0.0.1:{port}")
+    assert seen == [f"GET /v HTTP/1.1\r\n{head}\r\n".encode()]
+
+
 def test_header_values_decoded_alike(hosts: LoopbackHosts, fetch: FetchOne) -> None:
     head = (
         b"HTTP/1.1 200 OK\r\n"
@@ -415,3 +451,125 @@ def test_httpx_backend_keeps_no_cookies(hosts: LoopbackHosts) -> None:
     head = asyncio.run(go())
     assert [value for name, value in head.headers if name == "Set-Cookie"] == ["a=1", "b=2"]
     assert len(backend._client.cookies.jar) == 0
+
+
+def test_a_cafile_that_cannot_be_read_is_a_config_error(tmp_path: Any) -> None:
+    """Library users get the CLI's check: a ConfigError naming the file, when the Config is
+    built, before any backend or fetch."""
+    from fetcher.config import ConfigError
+
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ConfigError, match=f"--cacert {missing}: No such file or directory"):
+        make_config(cafile=str(missing))
+
+
+# --- one-time set-up stays out of every phase's timing ------------------------------------------
+
+SLOW_SETUP = 0.6  # seconds the set-up is made to take; the phases must stay far below it
+FAST_PHASE_MS = 300  # a loopback phase takes about a millisecond; a 2x margin under SLOW_SETUP
+
+
+def _slowly(make: Any) -> Any:
+    """`make`, made to block its thread for SLOW_SETUP seconds first: a slow disk or a huge CA
+    bundle, where the real one-time work takes 20 ms."""
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(SLOW_SETUP)
+        return make(*args, **kwargs)
+
+    return slow
+
+
+def _phases_ms(result: Result) -> dict[str, float]:
+    return {phase: ms for phase, ms in result.timings.items() if phase != "total"}
+
+
+def test_loading_the_ca_store_is_in_no_phase(
+    hosts: LoopbackHosts,
+    backend_name: str,
+    server_tls: ssl.SSLContext,
+    ca_file: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first https fetch waits for the CA store before its clock starts, and the loading
+    holds up no other fetch: a plain http target in flight meanwhile keeps loopback timings."""
+    from fetcher.backends import base, httpx_backend, raw
+
+    for module in (raw, httpx_backend):
+        monkeypatch.setattr(module, "make_ssl_context", _slowly(base.make_ssl_context))
+    tls_port = hosts.serve(replies(OK), tls=server_tls)
+    plain_port = hosts.serve(delayed(OK, 0.05))
+    config = make_config(backend=backend_name, cafile=ca_file, concurrency=4)
+    lines = [f"https://localhost:{tls_port}/", f"http://127.0.0.1:{plain_port}/"]
+
+    async def go() -> list[Result]:
+        return [result async for result in fetch_all(lines, config)]
+
+    results = asyncio.run(go())
+    assert [r.status_code for r in results] == [200, 200]
+    for result in results:
+        assert max(_phases_ms(result).values()) < FAST_PHASE_MS, result.timings
+    https = next(r for r in results if r.target and r.target.scheme == "https")
+    assert https.timings["total"] < FAST_PHASE_MS, https.timings
+
+
+def test_plain_http_never_loads_the_ca_store(
+    hosts: LoopbackHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The raw backend loads it for the first https target: a run of plain http targets must
+    not pay its 20 ms, not even on a thread. (The httpx backend loads it when it is built.)"""
+    from fetcher.backends import raw
+
+    loads: list[object] = []
+    monkeypatch.setattr(raw, "make_ssl_context", lambda *args: loads.append(args))
+    port = hosts.serve(replies(OK))
+    config = make_config(backend="raw")
+
+    async def go() -> list[Result]:
+        return [result async for result in fetch_all([f"127.0.0.1:{port}"] * 3, config)]
+
+    assert [result.status_code for result in asyncio.run(go())] == [200] * 3
+    assert loads == []
+
+
+def test_starting_the_resolver_is_in_no_phase(
+    hosts: LoopbackHosts, backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing aiodns and opening the c-ares channel (about 20 ms) happen off the loop, and the
+    first name lookup's clock starts after them: its dns time is the lookup's."""
+    from fetcher import resolve
+
+    monkeypatch.setattr(resolve, "_make_lookup", _slowly(resolve._make_lookup))
+    port = hosts.serve(delayed(OK, 0.05))
+    dns = hosts.serve_dns(LoopbackDNS({"named.test": ["127.0.0.1"]}))
+    config = make_config(backend=backend_name, resolvers=(f"127.0.0.1:{dns}",), concurrency=4)
+    lines = [f"http://named.test:{port}/", f"http://127.0.0.1:{port}/"]
+
+    async def go() -> list[Result]:
+        return [result async for result in fetch_all(lines, config)]
+
+    results = asyncio.run(go())
+    assert [r.status_code for r in results] == [200, 200]
+    for result in results:
+        assert max(_phases_ms(result).values()) < FAST_PHASE_MS, result.timings
+        assert result.timings["total"] < FAST_PHASE_MS + 50, result.timings
+
+
+def test_httpx_backend_sets_up_httpcore_before_the_first_fetch() -> None:
+    """httpcore imports anyio's asyncio backend on its first request (about 25 ms, on the loop,
+    while the other first fetches are in flight); entering the backend does it instead. A fresh
+    interpreter, as a run is: this process has long imported it."""
+    code = (
+        "import asyncio, sys\n"
+        "from fetcher.config import Config\n"
+        "from fetcher.backends.httpx_backend import HttpxBackend\n"
+        "async def go():\n"
+        "    async with HttpxBackend(Config(backend='httpx')):\n"
+        "        print('anyio._backends._asyncio' in sys.modules)\n"
+        "asyncio.run(go())\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr

@@ -556,6 +556,33 @@ def test_version_and_help_load_neither_engine_nor_backends() -> None:
     assert done.stdout.decode().splitlines()[-1] == "LOADED []", done.stdout + done.stderr
 
 
+def test_two_host_headers_are_a_usage_error() -> None:
+    code, out, err = invoke("-H", "Host: a.example", "-H", "host: b.example", "127.0.0.1:1")
+    assert (code, out) == (2, "")
+    assert err.strip() == "afetch: error: more than one Host header (a server answers two with 400)"
+
+
+@pytest.mark.parametrize("backend", ["raw", "httpx"])
+@pytest.mark.parametrize(
+    "content", [b"root:x:0:0:root:/root:/bin/bash\n", b""], ids=["not-pem", "empty"]
+)
+def test_a_cacert_file_without_certificates_is_a_usage_error(
+    hosts: LoopbackHosts, tmp_path: Path, backend: str, content: bytes
+) -> None:
+    """A configuration error, before anything is fetched: not a tls-error blamed on every host
+    (raw), nor an internal error (httpx)."""
+    from fetcher.loopback import recording
+
+    seen: list[bytes] = []
+    port = hosts.serve(recording(OK, seen))
+    bad = tmp_path / "passwd"
+    bad.write_bytes(content)
+    targets = [f"https://127.0.0.1:{port}/", f"127.0.0.1:{port}"]
+    code, out, err = invoke("--backend", backend, "--cacert", str(bad), *targets)
+    assert (code, out, seen) == (2, "", [])
+    assert err.startswith(f"afetch: error: --cacert {bad}: ") and err.count("\n") == 1
+
+
 # --- the -o file: every record, a new file per run, --append, -o -, write errors ----------
 
 

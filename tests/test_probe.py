@@ -101,6 +101,94 @@ def test_auto_leaves_an_explicit_scheme_alone(hosts: LoopbackHosts, fetch: Fetch
     assert result.error is not None and result.to_record()["url"].startswith("https://")
 
 
+class TLSThenPlain:
+    """The first connection speaks TLS with `tls`, every later one plain HTTP: one port playing
+    a host's 443 and 80, so --scheme auto can fall back onto it."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        self.tls = tls
+        self.connections = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.connections == 1:
+            # Before the first read: the ClientHello must reach the TLS layer, not the reader.
+            await writer.start_tls(self.tls)
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+
+
+def test_auto_records_why_https_was_not_used(
+    hosts: LoopbackHosts, fetch: FetchOne, server_tls: ssl.SSLContext
+) -> None:
+    """A certificate nobody trusts: the fallback to http answers, and the record keeps the
+    https attempt's error instead of hiding it."""
+    script = TLSThenPlain(server_tls)  # signed by the test CA, which this fetch does not trust
+    port = hosts.serve(script)
+    result = fetch(f"127.0.0.1:{port}", scheme="auto")
+    assert (result.status_code, result.error) == (200, None)
+    record = result.to_record()
+    assert record["url"] == f"http://127.0.0.1:{port}/"
+    https, http = record["attempts"]
+    assert https["url"] == f"https://127.0.0.1:{port}/"
+    assert (https["error"]["kind"], https["error"]["phase"]) == ("tls-error", "tls")
+    assert "certificate verify failed" in https["error"]["message"]
+    assert http == {"url": f"http://127.0.0.1:{port}/", "error": None}
+    assert script.connections == 2
+
+
+def test_auto_attempts_when_https_answers_or_both_fail(
+    hosts: LoopbackHosts, fetch: FetchOne, server_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    port = hosts.serve(replies(OK), tls=server_tls)
+    answered = fetch(f"localhost:{port}", scheme="auto", cafile=ca_file).to_record()
+    assert answered["attempts"] == [{"url": f"https://localhost:{port}/", "error": None}]
+
+    refused = hosts.refused()
+    failed = fetch(f"127.0.0.1:{refused}", scheme="auto").to_record()
+    assert [(a["url"].split(":")[0], a["error"]["kind"]) for a in failed["attempts"]] == [
+        ("https", "connection-refused"),
+        ("http", "connection-refused"),
+    ]
+    assert failed["error"] == failed["attempts"][-1]["error"]
+
+
+def test_attempts_are_empty_without_probing(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    port = hosts.serve(replies(OK))
+    assert fetch(f"127.0.0.1:{port}").to_record()["attempts"] == []
+    explicit = fetch(f"http://127.0.0.1:{port}/", scheme="auto").to_record()
+    assert explicit["attempts"] == []
+
+
+def test_text_output_says_which_scheme_answered_and_why(
+    hosts: LoopbackHosts, server_tls: ssl.SSLContext
+) -> None:
+    port = hosts.serve(TLSThenPlain(server_tls))
+    result = CliRunner().invoke(afetch, ["--scheme", "auto", f"127.0.0.1:{port}"])
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 0, result.stderr
+    assert lines[0].startswith(
+        f"127.0.0.1:{port} scheme > http (https failed: tls-error: certificate verify failed"
+    )
+    assert lines[1:] == [
+        f"127.0.0.1:{port} header > HTTP/1.1 200 OK",
+        f"127.0.0.1:{port} header > Content-Type: text/plain",
+        f"127.0.0.1:{port} header > Content-Length: 6",
+        f"127.0.0.1:{port} header > Connection: close",
+    ]
+
+
+def test_text_output_when_neither_scheme_answered(hosts: LoopbackHosts) -> None:
+    port = hosts.refused()
+    result = CliRunner().invoke(afetch, ["--scheme", "auto", f"127.0.0.1:{port}"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"127.0.0.1:{port} scheme > http (https failed: connection-refused: connection refused)",
+        f"127.0.0.1:{port} error > connection-refused: connection refused",
+    ]
+
+
 # --- --ports -------------------------------------------------------------------------------
 
 

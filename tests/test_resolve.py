@@ -379,3 +379,36 @@ def test_fetch_all_closes_the_resolver(
     assert run(fetch()) == [200]
     assert dns.count("www.afetch.test", "A") == 1
     assert backend._resolver._lookup is None  # type: ignore[attr-defined]  # channel released
+
+
+def test_closing_during_the_start_closes_what_it_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cut short while the resolver starts on its thread: aclose() waits for the start
+    and closes the channel it opened, instead of leaving it to the garbage collector."""
+    from fetcher import resolve
+
+    closed: list[bool] = []
+
+    class Lookup:
+        async def __call__(self, host: str) -> list[Address]:
+            return [(socket.AF_INET, "127.0.0.1")]
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    def slow_start(*args: Any) -> Lookup:
+        time.sleep(0.2)
+        return Lookup()
+
+    monkeypatch.setattr(resolve, "_make_lookup", slow_start)
+
+    async def go() -> bool:
+        resolver = Resolver()
+        lookup = asyncio.ensure_future(resolver.resolve("named.test"))
+        await asyncio.sleep(0.05)
+        lookup.cancel()
+        await asyncio.gather(lookup, return_exceptions=True)
+        await resolver.aclose()
+        return resolver.ready
+
+    assert run(go()) is False
+    assert closed == [True]

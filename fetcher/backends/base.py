@@ -6,7 +6,7 @@ import ssl
 from abc import ABC, abstractmethod
 from types import TracebackType
 
-from ..config import Config
+from ..config import Config, load_cafile
 from ..http1 import ResponseHead
 from ..models import Trace
 from ..targets import Target
@@ -46,7 +46,7 @@ def make_ssl_context(verify: bool, cafile: str | None) -> ssl.SSLContext:
     """Verification on unless -k; --cacert adds a trust anchor file to the system store."""
     context = ssl.create_default_context()
     if cafile:
-        context.load_verify_locations(cafile=cafile)
+        load_cafile(context, cafile)  # ConfigError naming the file (Request checked it already)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

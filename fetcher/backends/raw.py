@@ -100,13 +100,19 @@ class RawBackend(Backend):
         super().__init__(config)
         request = config.request
         # The request is the same for every target but for its path and Host: built once.
+        # (With -H Host, only the path varies: the template holds no "{host}" to fill in.)
         head = build_request(
             request.method, "{path}", "{host}", request.header_lines(), request.http_version
         )
         line, _, rest = head.partition(b" {path}")
         self._request_line = line
-        self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
-        self._ssl_context: ssl.SSLContext | None = None  # made on the first https target
+        self._sends_authority = request.host_header is None
+        if self._sends_authority:
+            self._host_prefix, _, self._request_tail = rest.partition(b"{host}")
+        else:
+            self._host_prefix, self._request_tail = rest, b""
+        self._ssl_context: ssl.SSLContext | None = None  # loaded for the first https target
+        self._ssl_loading: asyncio.Future[ssl.SSLContext] | None = None
         self._resolver = Resolver(config.resolvers)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
 
@@ -114,13 +120,22 @@ class RawBackend(Backend):
         await self._resolver.aclose()
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+        tls = target.scheme == "https"
+        if tls and self._ssl_context is None:
+            await self._load_tls_context()
+            trace.restart()
         trace.phase = "dns"
-        addresses = ip_literal(target.host) or await self._resolver.resolve(target.host)
+        addresses = ip_literal(target.host)
+        if addresses is None:
+            if not self._resolver.ready:
+                await self._resolver.start()
+                trace.restart()
+            addresses = await self._resolver.resolve(target.host)
         now = trace.mark("dns", trace.started)
 
         request = b"%s %s%s" % (self._request_line, target.path.encode(), self._host_prefix)
-        request += target.authority.encode() + self._request_tail
-        tls = target.scheme == "https"
+        if self._sends_authority:
+            request += target.authority.encode() + self._request_tail
         loop = asyncio.get_running_loop()
         head: asyncio.Future[ResponseHead] = loop.create_future()
         protocol = _HeadProtocol(head, trace, None if tls else request)
@@ -145,14 +160,24 @@ class RawBackend(Backend):
             # we came for; the httpx backend drops its connections the same way.
             transport.abort()
 
-    def _tls_context(self) -> ssl.SSLContext:
-        """Loading the system's CA store takes about 20 ms: a run of plain http targets, or a
-        short one, should not pay it at start."""
-        if self._ssl_context is None:
-            request = self.config.request
-            self._ssl_context = make_ssl_context(request.verify, request.cafile)
-            self._ssl_context.set_alpn_protocols(["http/1.1"])
-        return self._ssl_context
+    async def _load_tls_context(self) -> None:
+        """Load the TLS context on a thread, once, when the first https target needs it.
+
+        Loading the system's CA store takes about 20 ms: a run of plain http targets never
+        pays it, and OpenSSL reads the file without holding the GIL, so the fetches in flight
+        meanwhile are not held up (on the loop, their timings grew by those 20 ms).
+        """
+        if self._ssl_loading is None:
+            loop = asyncio.get_running_loop()
+            self._ssl_loading = loop.run_in_executor(None, self._make_tls_context)
+        # Shielded: one fetch's deadline must not cancel the loading the others await.
+        self._ssl_context = await asyncio.shield(self._ssl_loading)
+
+    def _make_tls_context(self) -> ssl.SSLContext:
+        request = self.config.request
+        context = make_ssl_context(request.verify, request.cafile)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
 
     async def _connect(
         self,
@@ -172,12 +197,13 @@ class RawBackend(Backend):
             now = trace.mark("connect", started)
             if target.scheme == "https":
                 trace.phase = "tls"
+                assert self._ssl_context is not None  # fetch() loaded it first
                 try:
                     with map_exceptions("tls"):
                         tls = await loop.start_tls(
                             transport,
                             protocol,
-                            self._tls_context(),
+                            self._ssl_context,
                             server_hostname=target.host,
                         )
                 except BaseException:
