@@ -27,11 +27,13 @@ from .config import (
     SCHEMES,
     Config,
     ConfigError,
+    ConfigKey,
     Limits,
     Output,
     Request,
     StatusSet,
     Timeouts,
+    TomlType,
     load_toml_defaults,
     parse_ports,
 )
@@ -145,9 +147,9 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
     path = Path(value) if value else user_config_path()
     if value or path.is_file():
         try:
-            defaults = load_toml_defaults(path, config_keys(ctx.command))
+            defaults = load_toml_defaults(path, config_schema(ctx.command))
         except ConfigError as exc:
-            raise click.BadParameter(str(exc), ctx, param) from None
+            raise click.UsageError(str(exc), ctx) from None
         ctx.default_map = {**(ctx.default_map or {}), **defaults}
         ctx.meta[CONFIG_PATH] = str(path)
     return value
@@ -167,6 +169,27 @@ def config_options(command: click.Command) -> dict[str, click.Option]:
 def config_keys(command: click.Command) -> dict[str, str]:
     """Long option name -> parameter name, for every option a config file may set."""
     return {key: param.name for key, param in config_options(command).items() if param.name}
+
+
+def config_schema(command: click.Command) -> dict[str, ConfigKey]:
+    """Long option name -> the parameter it sets and the TOML type of its value, read from the
+    option's own declaration: a flag is a boolean, an IntRange an integer, a FloatRange a
+    number (integer or float), anything else a string; a repeatable option takes a list."""
+    return {
+        key: ConfigKey(param.name, _toml_type(param), repeated=param.multiple)
+        for key, param in config_options(command).items()
+        if param.name
+    }
+
+
+def _toml_type(option: click.Option) -> TomlType:
+    if option.is_flag or isinstance(option.type, click.types.BoolParamType):
+        return "boolean"
+    if isinstance(option.type, click.types.IntParamType):
+        return "integer"
+    if isinstance(option.type, click.types.FloatParamType):
+        return "number"
+    return "string"
 
 
 class HeaderType(click.ParamType):  # type: ignore[type-arg]
