@@ -90,6 +90,10 @@ class Command(click.Command):
             click.echo(f"afetch: internal error: {type(exc).__name__}: {exc}", err=True)
             sys.exit(ExitCode.INTERNAL)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        _refuse_conflicts(ctx)
+        return super().invoke(ctx)
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Options in HELP_GROUPS sections, each one line: flags, help, default."""
         options = {p.name: p for p in self.get_params(ctx) if isinstance(p, click.Option)}
@@ -220,6 +224,26 @@ def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Param
     return callback
 
 
+def _ports(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[int, ...]:
+    """--ports: a list that names no port (`-p ''`, often an unset shell variable) is refused
+    where it was typed; in a config file `ports = ""` is the built-in default, written out."""
+    ports: tuple[int, ...] = _parsed(parse_ports)(ctx, param, value)
+    source = ctx.get_parameter_source("ports")
+    if not ports and source is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--ports: empty port list", ctx)
+    if not ports and source is ParameterSource.ENVIRONMENT:
+        raise click.UsageError(f"{env_name('ports')}: empty port list", ctx)
+    return ports
+
+
+def _refuse_conflicts(ctx: click.Context) -> None:
+    """Options given together on the command line that cannot both be obeyed."""
+    output_format = ctx.params["output_format"]
+    format_given = ctx.get_parameter_source("output_format") is ParameterSource.COMMANDLINE
+    if ctx.params["json_output"] and format_given and output_format != "jsonl":
+        raise click.UsageError(f"--json conflicts with --format {output_format}", ctx)
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = (name.strip() for name in text.split(","))
     return tuple(dict.fromkeys(name for name in names if name))
@@ -256,7 +280,7 @@ option = functools.partial(click.option, show_default=True)
     "--ports",
     default="",
     show_default="none",
-    callback=_parsed(parse_ports),
+    callback=_ports,
     metavar="PORTS",
     help="Ports for bare hosts, e.g. 80,443,8080-8090.",
 )

@@ -610,3 +610,47 @@ def test_config_numbers_flags_and_a_lone_header_reach_the_run(
     assert json.loads(out)["status_code"] == 200
     request = seen[0].decode().lower()
     assert request.startswith("get / http/1.0\r\n") and "x-one: 1\r\n" in request
+
+
+# --- options that contradict each other, or say nothing ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param(
+            ["--json", "--format", "csv"], {}, "--json conflicts with --format csv", id="csv"
+        ),
+        pytest.param(
+            ["--format", "text", "--json"], {}, "--json conflicts with --format text", id="text"
+        ),
+        pytest.param(["-p", ""], {}, "--ports: empty port list", id="empty-ports"),
+        pytest.param(["--ports", " , "], {}, "--ports: empty port list", id="commas"),
+        pytest.param([], {"AFETCH_PORTS": ","}, "AFETCH_PORTS: empty port list", id="env-ports"),
+    ],
+)
+def test_conflicting_or_empty_options_are_refused(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = invoke(*args, "127.0.0.1")
+    assert (code, out, err) == (2, "", f"afetch: error: {message}\n")
+
+
+def test_json_agrees_with_format_jsonl_and_beats_a_configured_format(
+    ok_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = invoke("--json", "--format", "jsonl", f"127.0.0.1:{ok_port}")
+    assert code == 0 and json.loads(out)["status_code"] == 200
+    monkeypatch.setenv("AFETCH_FORMAT", "csv")  # the command line beats the environment
+    code, out, _ = invoke("--json", f"127.0.0.1:{ok_port}")
+    assert code == 0 and json.loads(out)["status_code"] == 200
+
+
+def test_an_empty_ports_key_in_a_config_file_is_the_default(ok_port: int, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('ports = ""\n')  # as config/afetch.toml writes the built-in default
+    code, out, err = invoke("--config", str(config), "--json", f"127.0.0.1:{ok_port}")
+    assert code == 0, err
+    assert json.loads(out)["port"] == ok_port
