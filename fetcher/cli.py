@@ -568,5 +568,6 @@ def afetch(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The command, without the process around it (fetcher.process.main, the console script,
+    handles signals first)."""
     afetch(prog_name="afetch")
