@@ -178,9 +178,6 @@ async def _main(
     def stop(signum: int) -> None:  # in the signal handler: cancel from the loop, not here
         loop.call_soon_threadsafe(main.cancel)
 
-    SIGNALS.stop = stop
-    if SIGNALS.received is not None:  # it came while the loop was starting
-        stop(SIGNALS.received)
     shows = config.output.shows
     tally = outcome.tally
     progress = _start_progress(config, outcome, writer, console, count)
@@ -194,7 +191,10 @@ async def _main(
             progress.update()
 
     engine = Engine(config, recorded=recorded)
+    SIGNALS.stop = stop  # only while this loop is open: the finally clause takes it back
     try:
+        if SIGNALS.received is not None:  # it came while the loop was starting
+            stop(SIGNALS.received)
         async with engine.backend:
             await engine.run(lines, sink)
     except OutputClosed:
