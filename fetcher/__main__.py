@@ -1,6 +1,6 @@
 """python -m fetcher: the same as the afetch command."""
 
-from .cli import main
+from .process import main
 
 if __name__ == "__main__":
     main()

@@ -27,11 +27,13 @@ from .config import (
     SCHEMES,
     Config,
     ConfigError,
+    ConfigKey,
     Limits,
     Output,
     Request,
     StatusSet,
     Timeouts,
+    TomlType,
     load_toml_defaults,
     parse_ports,
 )
@@ -87,6 +89,10 @@ class Command(click.Command):
                 raise
             click.echo(f"afetch: internal error: {type(exc).__name__}: {exc}", err=True)
             sys.exit(ExitCode.INTERNAL)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _refuse_conflicts(ctx)
+        return super().invoke(ctx)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Options in HELP_GROUPS sections, each one line: flags, help, default."""
@@ -145,9 +151,9 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
     path = Path(value) if value else user_config_path()
     if value or path.is_file():
         try:
-            defaults = load_toml_defaults(path, config_keys(ctx.command))
+            defaults = load_toml_defaults(path, config_schema(ctx.command))
         except ConfigError as exc:
-            raise click.BadParameter(str(exc), ctx, param) from None
+            raise click.UsageError(str(exc), ctx) from None
         ctx.default_map = {**(ctx.default_map or {}), **defaults}
         ctx.meta[CONFIG_PATH] = str(path)
     return value
@@ -167,6 +173,27 @@ def config_options(command: click.Command) -> dict[str, click.Option]:
 def config_keys(command: click.Command) -> dict[str, str]:
     """Long option name -> parameter name, for every option a config file may set."""
     return {key: param.name for key, param in config_options(command).items() if param.name}
+
+
+def config_schema(command: click.Command) -> dict[str, ConfigKey]:
+    """Long option name -> the parameter it sets and the TOML type of its value, read from the
+    option's own declaration: a flag is a boolean, an IntRange an integer, a FloatRange a
+    number (integer or float), anything else a string; a repeatable option takes a list."""
+    return {
+        key: ConfigKey(param.name, _toml_type(param), repeated=param.multiple)
+        for key, param in config_options(command).items()
+        if param.name
+    }
+
+
+def _toml_type(option: click.Option) -> TomlType:
+    if option.is_flag or isinstance(option.type, click.types.BoolParamType):
+        return "boolean"
+    if isinstance(option.type, click.types.IntParamType):
+        return "integer"
+    if isinstance(option.type, click.types.FloatParamType):
+        return "number"
+    return "string"
 
 
 class HeaderType(click.ParamType):  # type: ignore[type-arg]
@@ -195,6 +222,26 @@ def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Param
             raise click.BadParameter(str(exc), ctx, param) from None
 
     return callback
+
+
+def _ports(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[int, ...]:
+    """--ports: a list that names no port (`-p ''`, often an unset shell variable) is refused
+    where it was typed; in a config file `ports = ""` is the built-in default, written out."""
+    ports: tuple[int, ...] = _parsed(parse_ports)(ctx, param, value)
+    source = ctx.get_parameter_source("ports")
+    if not ports and source is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--ports: empty port list", ctx)
+    if not ports and source is ParameterSource.ENVIRONMENT:
+        raise click.UsageError(f"{env_name('ports')}: empty port list", ctx)
+    return ports
+
+
+def _refuse_conflicts(ctx: click.Context) -> None:
+    """Options given together on the command line that cannot both be obeyed."""
+    output_format = ctx.params["output_format"]
+    format_given = ctx.get_parameter_source("output_format") is ParameterSource.COMMANDLINE
+    if ctx.params["json_output"] and format_given and output_format != "jsonl":
+        raise click.UsageError(f"--json conflicts with --format {output_format}", ctx)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -233,7 +280,7 @@ option = functools.partial(click.option, show_default=True)
     "--ports",
     default="",
     show_default="none",
-    callback=_parsed(parse_ports),
+    callback=_ports,
     metavar="PORTS",
     help="Ports for bare hosts, e.g. 80,443,8080-8090.",
 )
@@ -540,5 +587,6 @@ def afetch(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The command, without the process around it (fetcher.process.main, the console script,
+    handles signals first)."""
     afetch(prog_name="afetch")

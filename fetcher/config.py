@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
 from .models import CSV_COLUMNS, RECORD_FIELDS
@@ -294,11 +294,27 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     return str(ip), int(port)
 
 
-def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str, Any]:
-    """Read a TOML file of option defaults into a click default_map.
+# The TOML type of a config file value, as its option declares it ("number": integer or float).
+TomlType = Literal["string", "integer", "number", "boolean"]
+# A wrong string value is quoted in the error up to this many characters: one line stays short.
+SHOWN_CHARS = 40
 
-    Keys are long option names (``connect-timeout``); `options` maps each allowed one to its
-    parameter name. An unknown key raises ConfigError naming the key.
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """A key a config file may set: the parameter it sets and the TOML type of its value.
+    `repeated`: a list of that type; a lone value is taken as a list of one."""
+
+    name: str
+    type: TomlType
+    repeated: bool = False
+
+
+def load_toml_defaults(path: str | Path, keys: Mapping[str, ConfigKey]) -> dict[str, Any]:
+    """Read a TOML file of option defaults into a click default_map: parameter name -> value.
+
+    Keys are long option names (``connect-timeout``). An unknown key, or a value of another
+    type than its key's, raises ConfigError naming the file and the key.
     """
     import tomllib  # only when there is a file to read: it costs a few ms at start-up
 
@@ -306,26 +322,60 @@ def load_toml_defaults(path: str | Path, options: Mapping[str, str]) -> dict[str
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML in {path}: {exc}") from None
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     defaults: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in options:
-            raise ConfigError(f"unknown key {key!r} in {path}")
-        defaults[options[key]] = _as_text(value, key, path)
+    for name, value in data.items():
+        key = keys.get(name)
+        if key is None:
+            raise ConfigError(f"{path}: unknown key {name!r}")
+        values = value if key.repeated and isinstance(value, list) else [value]
+        for item in values:
+            if not _is_a(item, key.type):
+                expected = f"a list of {key.type}s" if key.repeated else _ARTICLES[key.type]
+                raise ConfigError(f"{path}: key {name!r}: expected {expected}, got {_toml(item)}")
+        defaults[key.name] = values if key.repeated else value
     return defaults
 
 
-def _as_text(value: Any, key: str, path: str | Path) -> str | list[str]:
-    """TOML scalars as the text click parses from a command line, so a value of the wrong
-    type meets click's own checks (and messages) instead of tripping over it."""
+_ARTICLES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+}
+
+
+def _is_a(value: Any, kind: TomlType) -> bool:
+    if isinstance(value, bool):  # a bool is an int to Python, never a number to TOML
+        return kind == "boolean"
+    if kind == "integer":
+        return isinstance(value, int)
+    if kind == "number":
+        return isinstance(value, (int, float))
+    return kind == "string" and isinstance(value, str)
+
+
+def _toml(value: Any) -> str:
+    """A TOML value as an error names it: its TOML type, and the value when it is short."""
+    import datetime
+    import json
+
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    if isinstance(value, list) and all(
-        isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value
-    ):
-        return [str(item) for item in value]
-    raise ConfigError(f"{path}: key {key!r}: expected a string, number, boolean or list of strings")
+        return f"a boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"an integer {value}"
+    if isinstance(value, float):
+        return f"a float {value}"
+    if isinstance(value, str):
+        if len(value) > SHOWN_CHARS:
+            return f'a string {json.dumps(value[:SHOWN_CHARS], ensure_ascii=False)[:-1]}..."'
+        return f"a string {json.dumps(value, ensure_ascii=False)}"
+    if isinstance(value, datetime.datetime):
+        return f"a date-time {value.isoformat()}"
+    if isinstance(value, datetime.date):
+        return f"a date {value.isoformat()}"
+    if isinstance(value, datetime.time):
+        return f"a time {value.isoformat()}"
+    return "an array" if isinstance(value, list) else "a table"

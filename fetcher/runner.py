@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from .config import Config, ConfigError
 from .engine import Engine, Lines
 from .models import Result
 from .output import Console, OutputClosed, OutputError, RecordWriter
+from .process import SIGNALS
 from .resume import Recorded
 from .stats import Tally
 from .status import ExitCode
@@ -125,7 +126,8 @@ def run(
     recorded: Recorded | None = None,
 ) -> Outcome:
     """Run the engine over `lines` to completion or interruption; the writer is always flushed
-    and closed. Ctrl-C and SIGTERM stop the run gracefully; a second Ctrl-C stops it at once.
+    and closed. Ctrl-C and SIGTERM stop the run gracefully; a second one exits at once (see
+    process.py for every moment of the process).
 
     With a terminal on stderr (and not --quiet) a progress line shows how far the run is;
     `count()`, if given, says how many targets there are, for its ETA; `recorded` (--resume)
@@ -135,33 +137,49 @@ def run(
     outcome = Outcome()
     console = console or Console(stdin_tty=False, stdout_tty=False, stderr_tty=False)
     _tune_gc()
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_main(config, lines, writer, outcome, console, count, recorded))
-    except KeyboardInterrupt:
-        outcome.signal = signal.SIGINT
-    finally:
+    with _signals_for_the_run():
         try:
-            writer.close()
-        except OutputClosed:
-            outcome.output_closed = True
-        except OutputError as exc:
-            outcome.output_error = outcome.output_error or exc
-    if outcome.output_closed:
-        _silence_stdout()
-    if config.output.stats:
-        sys.stderr.write(outcome.tally.summary())
-    if recorded is not None:
-        sys.stderr.write(
-            f"afetch: resume: {_plural(recorded.skipped, 'target')} skipped, already recorded"
-            f" in {writer.file_name}\n"
-        )
-    if outcome.output_error is not None:
-        sys.stderr.write(f"afetch: error: {outcome.output_error}\n")
-    elif outcome.signal is not None:
-        sys.stderr.write(_interrupted(outcome, writer, count, recorded))
-    sys.stderr.flush()
+            # SIGINT is ours, not Python's default: the Runner leaves it alone, so no
+            # KeyboardInterrupt is ever raised, in the loop or anywhere else.
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(_main(config, lines, writer, outcome, console, count, recorded))
+        finally:
+            try:
+                writer.close()
+            except OutputClosed:
+                outcome.output_closed = True
+            except OutputError as exc:
+                outcome.output_error = outcome.output_error or exc
+        outcome.signal = SIGNALS.received  # also one that came after the loop ended
+        if outcome.output_closed:
+            _silence_stdout()
+        if config.output.stats:
+            sys.stderr.write(outcome.tally.summary())
+        if recorded is not None:
+            sys.stderr.write(
+                f"afetch: resume: {_plural(recorded.skipped, 'target')} skipped, already recorded"
+                f" in {writer.file_name}\n"
+            )
+        if outcome.output_error is not None:
+            sys.stderr.write(f"afetch: error: {outcome.output_error}\n")
+        elif outcome.signal is not None:
+            sys.stderr.write(_interrupted(outcome, writer, count, recorded))
+        sys.stderr.flush()
     return outcome
+
+
+@contextlib.contextmanager
+def _signals_for_the_run() -> Iterator[None]:
+    """From here on the first SIGINT or SIGTERM is noted (and stops the loop, while one runs)
+    rather than ending the process. Without process.main in front (CliRunner, a library
+    caller) our handlers are installed for the run only."""
+    replaced = SIGNALS.install()
+    SIGNALS.received = None
+    SIGNALS.run_begun = True
+    try:
+        yield
+    finally:
+        SIGNALS.restore(replaced)
 
 
 def _interrupted(
@@ -214,11 +232,9 @@ async def _main(
     main = asyncio.current_task()
     assert main is not None
 
-    def terminate() -> None:
-        outcome.signal = signal.SIGTERM
-        main.cancel()
+    def stop(signum: int) -> None:  # in the signal handler: cancel from the loop, not here
+        loop.call_soon_threadsafe(main.cancel)
 
-    loop.add_signal_handler(signal.SIGTERM, terminate)
     shows = config.output.shows
     tally = outcome.tally
     progress = _start_progress(config, outcome, writer, console, count)
@@ -231,7 +247,10 @@ async def _main(
             progress.update()
 
     engine = Engine(config, recorded=recorded)
+    SIGNALS.stop = stop  # only while this loop is open: the finally clause takes it back
     try:
+        if SIGNALS.received is not None:  # it came while the loop was starting
+            stop(SIGNALS.received)
         async with engine.backend:
             await engine.run(lines, sink)
     except OutputClosed:
@@ -239,10 +258,10 @@ async def _main(
     except OutputError as exc:
         outcome.output_error = exc
     except asyncio.CancelledError:
-        if outcome.signal != signal.SIGTERM:
-            raise  # SIGINT: asyncio.run turns this into KeyboardInterrupt
+        if SIGNALS.received is None:
+            raise  # not our stop: nobody else cancels the run, so a bug
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        SIGNALS.stop = None
         if progress is not None:
             progress.stop()
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from fetcher import __version__
 from fetcher.cli import HELP_GROUPS, afetch, config_keys
-from fetcher.loopback import LoopbackHosts, replies, response
+from fetcher.loopback import LoopbackHosts, recording, replies, response
 
 ROOT = Path(__file__).resolve().parent.parent
 OK = response("200 OK", [("Content-Type", "text/plain")])
@@ -184,7 +184,7 @@ def test_user_config_file_is_read(ok_port: int, tmp_path: Path) -> None:
     ("content", "message"),
     [
         pytest.param("bogus = 1\n", "unknown key 'bogus'", id="unknown-key"),
-        pytest.param("concurrency = 'lots'\n", "--concurrency", id="bad-value"),
+        pytest.param("concurrency = 'lots'\n", "key 'concurrency'", id="bad-value"),
         pytest.param("concurrency = \n", "invalid TOML", id="bad-toml"),
     ],
 )
@@ -461,7 +461,7 @@ def test_bad_environment_value_names_the_variable(
         pytest.param('"http1.0" = 3\n', "http1.0", id="bool-as-number"),
         pytest.param("rate = -1\n", "rate", id="rate"),
         pytest.param("retries = { a = 1 }\n", "retries", id="table"),
-        pytest.param('header = "X: 1"\n', "header", id="header-not-a-list"),
+        pytest.param('header = "X: 1"\nconcurrency = "300"\n', "concurrency", id="string"),
     ],
 )
 def test_bad_config_value_names_the_key(tmp_path: Path, content: str, key: str) -> None:
@@ -700,3 +700,103 @@ def test_the_output_file_cannot_be_an_input_file(tmp_path: Path) -> None:
     code, out, err = invoke("-l", str(listing), "-o", str(listing))
     assert code == 2 and out == "" and "is also read with -l" in err
     assert listing.read_text() == "example.com\n"
+
+
+# --- config file values: the type each option declares ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param('concurrency = "300"', 'expected an integer, got a string "300"', id="int"),
+        pytest.param('timeout = "5"', 'expected a number, got a string "5"', id="number"),
+        pytest.param('insecure = "yes"', 'expected a boolean, got a string "yes"', id="flag"),
+        pytest.param("ports = 80", "expected a string, got an integer 80", id="string"),
+        pytest.param("resolver = [53]", "expected a list of strings, got an integer 53", id="list"),
+    ],
+)
+def test_config_value_of_the_wrong_type_is_a_usage_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(content + "\n")
+    code, out, err = invoke("--config", str(config), "x")
+    assert code == 2 and out == ""
+    key = content.partition(" ")[0]
+    assert err == f"afetch: error: {config}: key {key!r}: {message}\n"
+
+
+def test_config_types_come_from_the_option_declarations() -> None:
+    from fetcher.cli import config_schema
+
+    schema = config_schema(afetch)
+    assert set(schema) == set(config_keys(afetch))
+    for key, entry in schema.items():
+        param = next(p for p in afetch.params if p.name == entry.name)
+        assert entry.repeated == param.multiple, key
+    types = {key: (entry.type, entry.repeated) for key, entry in schema.items()}
+    assert types["concurrency"] == types["retries"] == ("integer", False)  # IntRange
+    assert types["timeout"] == types["rate"] == ("number", False)  # FloatRange
+    assert types["insecure"] == types["http1.0"] == ("boolean", False)  # flags
+    assert types["method"] == types["ports"] == types["cacert"] == ("string", False)
+    assert types["header"] == types["resolver"] == ("string", True)
+
+
+def test_config_numbers_flags_and_a_lone_header_reach_the_run(
+    hosts: LoopbackHosts, tmp_path: Path
+) -> None:
+    seen: list[bytes] = []
+    port = hosts.serve(recording(OK, seen))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'header = "X-One: 1"\ntimeout = 5\nconcurrency = 3\n"http1.0" = true\nformat = "jsonl"\n'
+    )
+    code, out, err = invoke("--config", str(config), f"127.0.0.1:{port}")
+    assert code == 0, err
+    assert json.loads(out)["status_code"] == 200
+    request = seen[0].decode().lower()
+    assert request.startswith("get / http/1.0\r\n") and "x-one: 1\r\n" in request
+
+
+# --- options that contradict each other, or say nothing ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param(
+            ["--json", "--format", "csv"], {}, "--json conflicts with --format csv", id="csv"
+        ),
+        pytest.param(
+            ["--format", "text", "--json"], {}, "--json conflicts with --format text", id="text"
+        ),
+        pytest.param(["-p", ""], {}, "--ports: empty port list", id="empty-ports"),
+        pytest.param(["--ports", " , "], {}, "--ports: empty port list", id="commas"),
+        pytest.param([], {"AFETCH_PORTS": ","}, "AFETCH_PORTS: empty port list", id="env-ports"),
+    ],
+)
+def test_conflicting_or_empty_options_are_refused(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = invoke(*args, "127.0.0.1")
+    assert (code, out, err) == (2, "", f"afetch: error: {message}\n")
+
+
+def test_json_agrees_with_format_jsonl_and_beats_a_configured_format(
+    ok_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = invoke("--json", "--format", "jsonl", f"127.0.0.1:{ok_port}")
+    assert code == 0 and json.loads(out)["status_code"] == 200
+    monkeypatch.setenv("AFETCH_FORMAT", "csv")  # the command line beats the environment
+    code, out, _ = invoke("--json", f"127.0.0.1:{ok_port}")
+    assert code == 0 and json.loads(out)["status_code"] == 200
+
+
+def test_an_empty_ports_key_in_a_config_file_is_the_default(ok_port: int, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('ports = ""\n')  # as config/afetch.toml writes the built-in default
+    code, out, err = invoke("--config", str(config), "--json", f"127.0.0.1:{ok_port}")
+    assert code == 0, err
+    assert json.loads(out)["port"] == ok_port

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from fetcher.config import ConfigError, Limits, Output, Request, StatusSet, parse_ports
+from fetcher.config import (
+    ConfigError,
+    ConfigKey,
+    Limits,
+    Output,
+    Request,
+    StatusSet,
+    load_toml_defaults,
+    parse_ports,
+)
 
 
 @pytest.mark.parametrize(
@@ -89,3 +100,85 @@ def test_output_checks_field_names_for_its_format() -> None:
 def test_bad_values_raise_config_error(make: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()  # type: ignore[operator]
+
+
+# --- TOML defaults: each value must have its option's type ---------------------------------
+
+KEYS = {
+    "concurrency": ConfigKey("concurrency", "integer"),
+    "timeout": ConfigKey("timeout", "number"),
+    "insecure": ConfigKey("insecure", "boolean"),
+    "method": ConfigKey("method", "string"),
+    "header": ConfigKey("headers", "string", repeated=True),
+}
+
+
+def load(tmp_path: Path, text: str) -> dict[str, object]:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_toml_defaults(path, KEYS)
+
+
+def test_toml_values_of_the_right_type_are_kept_as_they_are(tmp_path: Path) -> None:
+    text = 'concurrency = 300\ntimeout = 5\ninsecure = true\nmethod = "HEAD"\nheader = ["A: 1"]\n'
+    assert load(tmp_path, text) == {
+        "concurrency": 300,
+        "timeout": 5,  # an integer is a number too
+        "insecure": True,
+        "method": "HEAD",
+        "headers": ["A: 1"],
+    }
+    assert load(tmp_path, "timeout = 2.5\n") == {"timeout": 2.5}
+
+
+def test_a_lone_string_for_a_repeatable_option_is_a_list_of_one(tmp_path: Path) -> None:
+    assert load(tmp_path, 'header = "X-One: 1"\n') == {"headers": ["X-One: 1"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            'concurrency = "300"', 'expected an integer, got a string "300"', id="int-str"
+        ),
+        pytest.param("concurrency = 2.5", "expected an integer, got a float 2.5", id="int-float"),
+        pytest.param(
+            "concurrency = true", "expected an integer, got a boolean true", id="int-bool"
+        ),
+        pytest.param('timeout = "5"', 'expected a number, got a string "5"', id="number-str"),
+        pytest.param("timeout = false", "expected a number, got a boolean false", id="number-bool"),
+        pytest.param('insecure = "yes"', 'expected a boolean, got a string "yes"', id="bool-str"),
+        pytest.param("insecure = 1", "expected a boolean, got an integer 1", id="bool-int"),
+        pytest.param("method = 1", "expected a string, got an integer 1", id="str-int"),
+        pytest.param("method = [1]", "expected a string, got an array", id="str-array"),
+        pytest.param("method = { a = 1 }", "expected a string, got a table", id="str-table"),
+        pytest.param("method = 1979-05-27", "expected a string, got a date 1979-05-27", id="date"),
+        pytest.param(
+            'header = ["A: 1", 2]', "expected a list of strings, got an integer 2", id="list-item"
+        ),
+        pytest.param("header = 3", "expected a list of strings, got an integer 3", id="list-int"),
+    ],
+)
+def test_toml_values_of_the_wrong_type_name_file_key_and_type(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    key = text.partition(" ")[0]
+    path = tmp_path / "config.toml"
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text + "\n")
+    assert str(caught.value) == f"{path}: key {key!r}: {message}"
+
+
+def test_a_long_wrong_string_is_shortened(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r'got a string "x{20,60}\.\.\."$'):
+        load(tmp_path, f'concurrency = "{"x" * 1000}"\n')
+
+
+def test_unknown_key_and_bad_toml_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    with pytest.raises(ConfigError, match=f"^{path}: unknown key 'bogus'$"):
+        load(tmp_path, "bogus = 1\n")
+    with pytest.raises(ConfigError, match=f"^{path}: invalid TOML: "):
+        load(tmp_path, "concurrency = \n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_toml_defaults(tmp_path / "missing.toml", KEYS)
