@@ -42,11 +42,11 @@ __all__ = [
     "parse_target",
 ]
 # Where the public names live, searched in this order on first use.
-_MODULES = ("config", "engine", "errors", "models", "targets")
+_MODULES = ("config", "engine", "errors", "models", "stream", "targets")
 
 if TYPE_CHECKING:
     from .config import Config, Limits, Output, Request, StatusSet, Timeouts
-    from .engine import Engine, fetch_all
+    from .engine import Engine
     from .errors import (
         ConnectError,
         ConnectionRefused,
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         TooManyRedirects,
     )
     from .models import Result
+    from .stream import fetch_all
     from .targets import Target, parse_target
 
 

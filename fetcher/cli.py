@@ -445,8 +445,8 @@ def afetch(
     # Heavy imports wait until a run really starts: --help and --version stay fast.
     from . import resume as resuming
     from . import runner
-    from .engine import targets_per_line
     from .inputs import STDIN, count_targets, read_lines
+    from .jobs import Jobs
     from .output import Console, RecordWriter, format_jsonl, make_format
     from .resolve import require_async_dns
 
@@ -513,7 +513,7 @@ def afetch(
         )
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
-    count = functools.partial(count_targets, targets, lists, targets_per_line(config))
+    count = functools.partial(count_targets, targets, lists, Jobs(config).count)
     outcome = runner.run(
         config, lines, writer, factory, console=console, count=count, recorded=recorded
     )

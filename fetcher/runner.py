@@ -174,9 +174,8 @@ async def _main(
         if progress is not None:
             progress.update()
 
-    engine = Engine(config, recorded=recorded)
     try:
-        async with engine.backend:
+        async with Engine(config, recorded=recorded) as engine:
             await engine.run(lines, sink)
     except OutputClosed:
         outcome.output_closed = True
