@@ -12,7 +12,6 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from . import __version__
 from .config import (
     BACKENDS,
     DEFAULT_CONCURRENCY,
@@ -36,6 +35,7 @@ from .config import (
     parse_ports,
 )
 from .status import ExitCode
+from .version import __version__
 
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)

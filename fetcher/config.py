@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .models import CSV_COLUMNS, RECORD_FIELDS
+from .version import __version__
 
 DEFAULT_CONCURRENCY = 100
 DEFAULT_TIMEOUT = 10.0
