@@ -30,6 +30,7 @@ from .errors import (
     ProtocolError,
     TLSError,
     TooManyRedirects,
+    timed_out,
 )
 from .http1 import ResponseHead
 from .models import Redirect, Result, Trace
@@ -209,10 +210,7 @@ class Policy:
             except asyncio.CancelledError:
                 if not self._deadlines.expired(deadline):
                     raise  # the run is being cancelled: this fetch is not reported
-                seconds = self.config.timeouts.total
-                phase = trace.phase
-                what = "no response headers" if phase == "read" else f"{phase} not done"
-                raise FetchTimeout(f"{what} within {seconds:g} s", phase) from None
+                raise timed_out(trace.phase, self.config.timeouts.total) from None
             except Exception as exc:  # a bug in a backend must cost one record, not the run
                 raise ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read") from exc
             finally:
