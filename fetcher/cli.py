@@ -12,7 +12,6 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from . import __version__
 from .config import (
     BACKENDS,
     DEFAULT_CONCURRENCY,
@@ -38,6 +37,7 @@ from .config import (
     parse_ports,
 )
 from .status import ExitCode
+from .version import __version__
 
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -498,8 +498,8 @@ def afetch(
     # Heavy imports wait until a run really starts: --help and --version stay fast.
     from . import resume as resuming
     from . import runner
-    from .engine import targets_per_line
     from .inputs import STDIN, count_targets, read_lines
+    from .jobs import Jobs
     from .output import STDOUT, Console, RecordWriter, format_jsonl, make_format
     from .resolve import require_async_dns
 
@@ -579,7 +579,7 @@ def afetch(
         )
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
-    count = functools.partial(count_targets, targets, lists, targets_per_line(config))
+    count = functools.partial(count_targets, targets, lists, Jobs(config).count)
     outcome = runner.run(
         config, lines, writer, factory, console=console, count=count, recorded=recorded
     )

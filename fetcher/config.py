@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import __version__
 from .models import CSV_COLUMNS, RECORD_FIELDS
+from .version import __version__
 
 if TYPE_CHECKING:
     import ssl

@@ -12,7 +12,7 @@
     └── TooManyRedirects       too-many-redirects  a redirect chain longer than allowed
 
 Every error also names the *phase* it happened in: dns, connect, tls, write, read (waiting for or
-reading the header section) or redirect.
+reading the header section) or redirect. `Phase` spells them for the type checker.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal, get_args
 
-PHASES = ("dns", "connect", "tls", "write", "read", "redirect")
+Phase = Literal["dns", "connect", "tls", "write", "read", "redirect"]
+PHASES: tuple[Phase, ...] = get_args(Phase)
 
 
 class FetchError(Exception):
@@ -31,7 +33,7 @@ class FetchError(Exception):
 
     kind = "fetch-error"
 
-    def __init__(self, message: str, phase: str | None = None) -> None:
+    def __init__(self, message: str, phase: Phase | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.phase = phase
@@ -70,6 +72,13 @@ class FetchTimeout(FetchError, TimeoutError):
     kind = "timeout"
 
 
+def timed_out(phase: Phase, seconds: float) -> FetchTimeout:
+    """The error for a deadline of `seconds` that passed in `phase`, worded the same wherever
+    it is raised (the total deadline, the connect deadline, either backend)."""
+    what = "no response headers" if phase == "read" else f"{phase} not done"
+    return FetchTimeout(f"{what} within {seconds:g} s", phase)
+
+
 class ProtocolError(FetchError):
     kind = "protocol-error"
 
@@ -82,7 +91,7 @@ class TooManyRedirects(FetchError):
 _LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS})
 
 
-def map_os_error(exc: BaseException, phase: str) -> FetchError:
+def map_os_error(exc: BaseException, phase: Phase) -> FetchError:
     """Translate an exception raised by socket, ssl or asyncio I/O into our error tree."""
     if isinstance(exc, FetchError):
         return exc
@@ -110,7 +119,7 @@ def map_os_error(exc: BaseException, phase: str) -> FetchError:
 
 
 @contextmanager
-def map_exceptions(phase: str) -> Iterator[None]:
+def map_exceptions(phase: Phase) -> Iterator[None]:
     """Re-raise socket/ssl/OS exceptions from the block as FetchErrors tagged with `phase`."""
     try:
         yield

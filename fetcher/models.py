@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FetchError
+from .errors import FetchError, Phase
 from .targets import Target
 
 TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
@@ -37,7 +37,7 @@ class Trace:
     """
 
     started: float = field(default_factory=time.perf_counter)
-    phase: str = "dns"
+    phase: Phase = "dns"
     host_ip: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 

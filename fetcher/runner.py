@@ -246,12 +246,11 @@ async def _main(
         if progress is not None:
             progress.update()
 
-    engine = Engine(config, recorded=recorded)
     SIGNALS.stop = stop  # only while this loop is open: the finally clause takes it back
     try:
         if SIGNALS.received is not None:  # it came while the loop was starting
             stop(SIGNALS.received)
-        async with engine.backend:
+        async with Engine(config, recorded=recorded) as engine:
             await engine.run(lines, sink)
     except OutputClosed:
         outcome.output_closed = True

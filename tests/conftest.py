@@ -11,9 +11,9 @@ import pytest
 import trustme
 
 from fetcher.config import Config, Limits, Request, Timeouts
-from fetcher.engine import fetch_all
 from fetcher.loopback import LoopbackHosts
 from fetcher.models import Result
+from fetcher.stream import fetch_all
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import pytest
 from conftest import FetchOne, make_config
 
 from fetcher.backends.httpx_backend import HttpxBackend
-from fetcher.engine import fetch_all
 from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES, ResponseHead
 from fetcher.loopback import (
     LoopbackDNS,
@@ -26,6 +25,7 @@ from fetcher.loopback import (
     silent,
 )
 from fetcher.models import Result, Trace
+from fetcher.stream import fetch_all
 from fetcher.targets import parse_target
 
 OK = response(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 import tracemalloc
@@ -14,10 +15,11 @@ from conftest import make_config
 
 from fetcher.backends.base import Backend
 from fetcher.config import Config
-from fetcher.engine import START_BURST, Engine, fetch_all
+from fetcher.engine import START_BURST, Engine
 from fetcher.errors import ConnectError, ConnectionRefused, TLSError
 from fetcher.http1 import ResponseHead
 from fetcher.models import Result, Trace
+from fetcher.stream import fetch_all, pull
 from fetcher.targets import Target, parse_target
 
 
@@ -319,7 +321,7 @@ def test_ports_keep_input_order_and_label_each_port() -> None:
 
 
 def test_retries_back_off_then_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fetcher import engine as engine_module
+    from fetcher import policy as engine_module
 
     waits: list[float] = []
     real_backoff = engine_module.backoff
@@ -347,7 +349,7 @@ def test_retries_back_off_then_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    from fetcher.engine import RETRY_BASE, RETRY_CAP, backoff
+    from fetcher.policy import RETRY_BASE, RETRY_CAP, backoff
 
     assert RETRY_BASE / 2 <= backoff(0) <= RETRY_BASE
     assert 4 * RETRY_BASE / 2 <= backoff(2) <= 4 * RETRY_BASE
@@ -449,7 +451,7 @@ def test_fetches_start_going_while_free_slots_are_still_being_taken() -> None:
     class Watching(StubBackend):
         async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
             if not started_before_the_first_ran:
-                started_before_the_first_ran.append(len(engine._tasks))
+                started_before_the_first_ran.append(engine.in_flight)
             return await super().fetch(target, trace)
 
     async def lines() -> AsyncIterator[str]:
@@ -457,7 +459,7 @@ def test_fetches_start_going_while_free_slots_are_still_being_taken() -> None:
             yield f"ok{i}.example"  # never suspends: the whole input is there at once
 
     async def go() -> list[Result]:
-        return [result async for result in engine.results(lines())]
+        return [result async for result in pull(functools.partial(engine.run, lines()))]
 
     config = make_config(concurrency=1000)
     engine = Engine(config, Watching(config))

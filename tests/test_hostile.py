@@ -10,10 +10,10 @@ import time
 import pytest
 from conftest import FetchOne, make_config
 
-from fetcher.engine import fetch_all
 from fetcher.http1 import MAX_HEADERS, MAX_LINE_BYTES
 from fetcher.loopback import LoopbackHosts, Script, drips, read_request, replies, response
 from fetcher.output import format_jsonl, format_text
+from fetcher.stream import fetch_all
 
 OK = response("200 OK")
 DEADLINE = 1.0

@@ -14,9 +14,9 @@ from conftest import FetchOne, make_config
 
 from fetcher.cli import afetch
 from fetcher.config import Config, ConfigError, Request
-from fetcher.engine import fetch_all
 from fetcher.loopback import LoopbackHosts, Script, read_request, response
 from fetcher.models import Result
+from fetcher.stream import fetch_all
 
 h2_config = pytest.importorskip("h2.config")
 h2_connection = pytest.importorskip("h2.connection")

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FetchMany, FetchOne
 
-from fetcher import engine
+from fetcher import policy
 from fetcher.cli import afetch
 from fetcher.loopback import LoopbackHosts, read_request, recording, replies, response, silent
 
@@ -24,7 +24,7 @@ OK = response("200 OK", [("Content-Type", "text/plain")])
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries wait milliseconds here, not the real half second and up."""
-    monkeypatch.setattr(engine, "RETRY_BASE", 0.01)
+    monkeypatch.setattr(policy, "RETRY_BASE", 0.01)
 
 
 class Counting:

@@ -21,7 +21,6 @@ from click.testing import CliRunner
 from fetcher.backends import create_backend
 from fetcher.cli import afetch
 from fetcher.config import Config, ConfigError, parse_nameserver
-from fetcher.engine import fetch_all
 from fetcher.errors import DNSError
 from fetcher.loopback import (
     NOTIMP,
@@ -33,6 +32,7 @@ from fetcher.loopback import (
     response,
 )
 from fetcher.resolve import Address, Resolver
+from fetcher.stream import fetch_all
 
 V4, V6 = int(socket.AF_INET), int(socket.AF_INET6)
 RECORDS = {

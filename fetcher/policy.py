@@ -1,0 +1,243 @@
+"""One target, start to finish: scheme probing, retries, redirects, pacing and the total deadline
+around each request, and the one place its Result is built.
+
+    target ──► probe (--scheme auto) ──► retry ──► request ──► 3xx? ──► follow (-L) ──► Result
+                                           ▲          │
+                                           └─ backoff ┘ connection error or timeout
+
+The backend does one request; the scheduler (engine.py) runs many of these at once. Like
+httpx's `_send_handling_redirects`, the policy knows the order of requests, never their bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from urllib.parse import urljoin, urlsplit
+
+from .backends import Backend
+from .config import Config
+from .deadlines import Deadlines
+from .errors import (
+    ConnectError,
+    FetchError,
+    FetchTimeout,
+    InvalidInput,
+    ProtocolError,
+    TLSError,
+    TooManyRedirects,
+    timed_out,
+)
+from .http1 import ResponseHead
+from .models import Attempt, Redirect, Result, Trace
+from .pacing import PerHostLimiter, RateLimiter
+from .targets import DEFAULT_PORTS, Target, parse_target
+
+# Statuses whose Location -L follows. 300 Multiple Choices and 304 Not Modified are answers.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Retry backoff: the n-th retry waits about RETRY_BASE * 2**n seconds, capped at RETRY_CAP.
+# Half a second first is long enough for a dropped SYN or a restarting server, and the cap
+# keeps --retries 10 from stalling a slot for minutes.
+RETRY_BASE = 0.5
+RETRY_CAP = 10.0
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number `retry` (0-based): exponential, with "equal jitter" (half
+    fixed, half random) so many targets failing together do not come back in lockstep."""
+    delay = min(RETRY_CAP, RETRY_BASE * 2.0**retry)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+@dataclass(slots=True)
+class _Visit:
+    """What one target's fetch has learned so far, across its requests: the Result is made of
+    this once, at the end, however the fetch ended."""
+
+    target: Target  # what the record's url names: the target, or its http fallback
+    last: Target  # what the last request went to (after redirects)
+    trace: Trace = field(default_factory=Trace)  # of the last request
+    redirects: list[Redirect] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)  # the schemes --scheme auto tried
+
+
+Step = Callable[[Target, _Visit], Awaitable[ResponseHead]]
+
+
+class Policy:
+    """Fetches one target at a time through `backend`; never raises for a failed fetch."""
+
+    def __init__(self, config: Config, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        limits, request = config.limits, config.request
+        # The total deadline of every request (what asyncio.wait_for would do, at a fraction of
+        # the cost: see deadlines.py).
+        self._deadlines = Deadlines(config.timeouts.total)
+        self._rate = RateLimiter(limits.rate) if limits.rate else None
+        self._per_host = PerHostLimiter(limits.per_host) if limits.per_host else None
+        # No probing, retries or redirects: one request per target, without the layers that
+        # implement them (each await passes through every frame of the chain).
+        single = config.scheme != "auto" and limits.retries == 0 and not request.follow_redirects
+        self._first: Step = self._request if single else self._follow
+
+    async def fetch(self, target: Target, index: int = -1, expanded: bool = False) -> Result:
+        """Fetch one target: its Result holds the final response head or the error that ended
+        the fetch, and what the last request learned (peer, timings, URL)."""
+        visit = _Visit(target, target)
+        head: ResponseHead | None = None
+        error: FetchError | None = None
+        try:
+            head = await self._first(target, visit)
+        except FetchError as exc:
+            error = exc
+        return self._result(visit, head, error, index, expanded)
+
+    def refuse(self, line: str, error: InvalidInput, index: int = -1) -> Result:
+        """The Result of a line that is no target: its error, and nothing fetched."""
+        method, backend = self.config.request.method, self.backend.name
+        return Result(line.strip(), None, method, backend, index=index, error=error)
+
+    def _result(
+        self,
+        visit: _Visit,
+        head: ResponseHead | None,
+        error: FetchError | None,
+        index: int,
+        expanded: bool,
+    ) -> Result:
+        target = visit.target
+        return Result(
+            input=target.input,
+            target=target,
+            method=self.config.request.method,
+            backend=self.backend.name,
+            host_ip=visit.trace.host_ip,
+            status_code=head.status_code if head else None,
+            reason=head.reason if head else None,
+            http_version=head.http_version if head else None,
+            headers=head.headers if head else [],
+            timings=visit.trace.timings,
+            error=error,
+            timestamp=time.time(),
+            index=index,
+            redirects=visit.redirects,
+            attempts=visit.attempts,
+            final_target=visit.last,
+            expanded=expanded,
+        )
+
+    async def _follow(self, target: Target, visit: _Visit) -> ResponseHead:
+        """The first request (probing the scheme if asked), then, with -L, one request per
+        redirect. Relative locations resolve against the URL that answered; only http and
+        https locations are followed, other ones end the chain with the 3xx as the answer."""
+        head = await self._retrying(self._probe, target, visit)
+        request = self.config.request
+        if not request.follow_redirects:
+            return head
+        current = visit.last
+        while head.status_code in REDIRECT_STATUSES:
+            location = next((v for k, v in head.headers if k.lower() == "location"), None)
+            if location is None:
+                break
+            url = urljoin(current.url, location.strip())
+            if urlsplit(url).scheme.lower() not in DEFAULT_PORTS:
+                break
+            if len(visit.redirects) >= request.max_redirects:
+                raise TooManyRedirects(
+                    f"more than {request.max_redirects} redirects (last to {url})", "redirect"
+                )
+            try:
+                hop = replace(parse_target(url), input=target.input)
+            except InvalidInput as exc:
+                raise ProtocolError(
+                    f"cannot follow Location {location!r}: {exc.message}", "redirect"
+                ) from None
+            visit.redirects.append(Redirect(current.url, head.status_code, location))
+            head = await self._retrying(self._request, hop, visit)
+            current = hop
+        return head
+
+    async def _probe(self, target: Target, visit: _Visit) -> ResponseHead:
+        """--scheme auto: https first; http only if https could not connect or shake hands.
+
+        A handshake that times out counts as failed: the port took the connection but does not
+        speak TLS (many plain HTTP servers wait silently for a request line that a ClientHello
+        never completes). Any other timeout, and any HTTP answer, is https's answer and stands.
+        Each try is kept in the record, so a fallback never hides why https was not used.
+        """
+        if self.config.scheme != "auto" or target.explicit_scheme:
+            return await self._request(target, visit)
+        visit.attempts = attempts = []  # a retry of the probe keeps only its own tries
+        try:
+            head = await self._request(target, visit)
+        except FetchError as exc:
+            attempts.append(Attempt(target.url, exc))
+            if not _https_failed(exc):
+                raise
+        else:
+            attempts.append(Attempt(target.url))
+            return head
+        port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
+        # The record's url says which scheme answered (or, if none did, was tried last).
+        visit.target = fallback = replace(target, scheme="http", port=port)
+        try:
+            head = await self._request(fallback, visit)
+        except FetchError as exc:
+            attempts.append(Attempt(fallback.url, exc))
+            raise
+        attempts.append(Attempt(fallback.url))
+        return head
+
+    async def _retrying(self, attempt: Step, target: Target, visit: _Visit) -> ResponseHead:
+        """Try again after a connection error or a timeout, with exponential backoff and jitter,
+        up to --retries times. An HTTP status, whatever it is, is an answer: never retried."""
+        retries = self.config.limits.retries
+        for tried in range(retries + 1):
+            try:
+                return await attempt(target, visit)
+            except (ConnectError, FetchTimeout):
+                if tried == retries:
+                    raise
+            await asyncio.sleep(backoff(tried))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(self, target: Target, visit: _Visit) -> ResponseHead:
+        """One request through the backend, paced by --per-host and --rate, under the total
+        deadline."""
+        async with self._per_host_slot(target):
+            if self._rate is not None:
+                await self._rate.acquire()
+            visit.trace = trace = Trace()
+            visit.last = target
+            deadline = self._deadlines.start()
+            try:
+                return await self.backend.fetch(target, trace)
+            except FetchError:
+                raise
+            except asyncio.CancelledError:
+                if not self._deadlines.expired(deadline):
+                    raise  # the run is being cancelled: this fetch is not reported
+                raise timed_out(trace.phase, self.config.timeouts.total) from None
+            except Exception as exc:  # a bug in a backend must cost one record, not the run
+                raise ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read") from exc
+            finally:
+                self._deadlines.stop(deadline)
+                trace.mark("total", trace.started)
+
+    def _per_host_slot(self, target: Target) -> AbstractAsyncContextManager[None]:
+        if self._per_host is None:
+            return nullcontext()
+        return self._per_host.hold((target.host, target.port))
+
+
+def _https_failed(exc: FetchError) -> bool:
+    """Whether an https try's error means the port speaks no (usable) TLS, so --scheme auto
+    tries http: no connection, a failed handshake, or one not done in time."""
+    if isinstance(exc, FetchTimeout):
+        return exc.phase == "tls"
+    return isinstance(exc, (ConnectError, TLSError))
