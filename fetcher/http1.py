@@ -29,6 +29,9 @@ MAX_HEADERS = 256
 # Interim (1xx) responses before the final one. A server sends 100 Continue or 103 Early Hints
 # once or twice; more than this is a loop meant to keep us waiting.
 MAX_INTERIM_RESPONSES = 8
+# RFC 9110 section 15: "All valid status codes are within the range of 100 to 599, inclusive."
+# A code outside it is no answer (h11 refuses one below 100 too).
+STATUS_CODES = range(100, 600)
 # The end of an incomplete head may be the first bytes of its blank line ("\r\n\r", at most
 # 3) or of a line break ("\r"): the size and line limits are crossed only if crossed without
 # them, so a head at a limit is accepted however its last bytes are split between reads.
@@ -178,6 +181,8 @@ def parse_head(head: bytes) -> ResponseHead:
     major, minor, code, reason = match.groups()
     if major != b"1":
         raise ProtocolError(f"unsupported HTTP version {major.decode()}.{minor.decode()}", "read")
+    if int(code) not in STATUS_CODES:
+        raise ProtocolError(f"status code {code.decode()} outside 100-599", "read")
     result = ResponseHead(f"1.{minor.decode()}", int(code), decode_field(reason or b""))
 
     fields = result.headers

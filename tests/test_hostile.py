@@ -99,6 +99,28 @@ def test_one_early_hint_then_the_real_answer(hosts: LoopbackHosts, fetch: FetchO
     assert result.status_code == 200
 
 
+@pytest.mark.parametrize("status", [b"000 Zero", b"099 Low", b"600 High", b"999 Max"])
+def test_status_codes_outside_100_to_599_are_a_protocol_error(
+    hosts: LoopbackHosts, fetch: FetchOne, status: bytes
+) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n"))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.status_code is None and result.error is not None
+    assert (result.error.kind, result.error.phase) == ("protocol-error", "read")
+    assert "outside 100-599" in result.error.message
+
+
+def test_status_code_599_is_an_answer(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n"))
+    assert fetch(f"127.0.0.1:{port}").status_code == 599
+
+
+def test_bare_lf_head_with_a_body_holding_crlf_crlf(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 200 OK\nA: b\n\nbody\r\n\r\nmore"))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.error is None and result.headers == [("A", "b")]
+
+
 def test_limits_are_named_constants() -> None:
     assert MAX_HEADERS < 5000 and MAX_LINE_BYTES < 10_000_000
 

@@ -178,6 +178,20 @@ def test_build_request() -> None:
     assert build_request("GET", "/", "h", [], "1.0").startswith(b"GET / HTTP/1.0\r\n")
 
 
+@pytest.mark.parametrize("code", [b"000", b"099", b"600", b"999"])
+def test_status_codes_outside_100_to_599_are_refused(code: bytes) -> None:
+    with pytest.raises(ProtocolError, match="status code") as info:
+        HeadParser().feed(b"HTTP/1.1 " + code + b" Odd\r\nA: b\r\n\r\n")
+    assert info.value.phase == "read"
+
+
+def test_status_codes_at_the_edges_of_the_range_are_answers() -> None:
+    assert parse_head(b"HTTP/1.1 599 Edge").status_code == 599
+    parser = HeadParser()
+    assert parser.feed(b"HTTP/1.1 100 Continue\r\n\r\n") is None
+    assert [head.status_code for head in parser.interim] == [100]
+
+
 # --- any split of the same bytes, the same verdict ------------------------------------------
 
 Verdict = tuple[ResponseHead | None, list[ResponseHead]] | tuple[str, str | None]
