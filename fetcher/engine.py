@@ -35,6 +35,7 @@ from .errors import (
     ConnectError,
     FetchError,
     FetchTimeout,
+    InternalError,
     InvalidInput,
     ProtocolError,
     TLSError,
@@ -101,7 +102,8 @@ class Engine:
 
     async def fetch(self, target: Target, index: int = -1) -> Result:
         """Fetch one target: scheme probing, retries and redirects, each request through the
-        backend under the total deadline. Never raises for a failed fetch."""
+        backend under the total deadline. Never raises: a failed fetch is this target's error,
+        and so is a bug met on the way (an internal-error), which must not end the run."""
         result = Result(
             target.input, target, self.config.request.method, self.backend.name, index=index
         )
@@ -112,6 +114,8 @@ class Engine:
                 head = await self._follow(target, result)
         except FetchError as exc:
             result.error = exc
+        except Exception as exc:  # a bug of ours on this target's path: its record, not the run
+            result.error = InternalError.wrap(exc)
         else:
             result.status_code = head.status_code
             result.reason = head.reason
@@ -209,8 +213,8 @@ class Engine:
                 phase = trace.phase
                 what = "no response headers" if phase == "read" else f"{phase} not done"
                 raise FetchTimeout(f"{what} within {seconds:g} s", phase) from None
-            except Exception as exc:  # a bug in a backend must cost one record, not the run
-                raise ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read") from exc
+            except Exception as exc:  # a bug in a backend: the phase it was in, for the record
+                raise InternalError.wrap(exc, trace.phase) from exc
             finally:
                 self._deadlines.stop(deadline)
                 trace.mark("total", trace.started)

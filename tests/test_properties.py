@@ -91,6 +91,6 @@ def test_one_valid_record_per_input(
         behaviour = record["input"].split("-")[0]
         expected = {
             "ok": None, "slow": None, "fail": "connection-error", "hang": "timeout",
-            "bug": "protocol-error", "garbage": "protocol-error",
+            "bug": "internal-error", "garbage": "protocol-error",
         }.get(behaviour, "invalid-input")  # fmt: skip
         assert (record["error"] or {}).get("kind") == expected
