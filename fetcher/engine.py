@@ -137,8 +137,14 @@ class Engine:
             location = next((v for k, v in head.headers if k.lower() == "location"), None)
             if location is None:
                 break
-            url = urljoin(current.url, location.strip())
-            if urlsplit(url).scheme.lower() not in DEFAULT_PORTS:
+            try:
+                url = urljoin(current.url, location.strip())
+                scheme = urlsplit(url).scheme.lower()
+            except ValueError as exc:  # a '[' or ']' out of place: "Invalid IPv6 URL"
+                raise ProtocolError(
+                    f"cannot follow Location {location!r}: {exc}", "redirect"
+                ) from None
+            if scheme not in DEFAULT_PORTS:
                 break
             if len(result.redirects) >= request.max_redirects:
                 raise TooManyRedirects(
