@@ -136,11 +136,11 @@ def test_exactly_one_record_per_line_with_failures_bugs_and_invalid_input() -> N
 
 def test_a_bug_outside_the_backend_call_costs_one_record_not_the_run() -> None:
     class BugShaped(StubBackend):
-        """Answers bug-* with a redirect whose Location value is not a string."""
+        """Answers bug-* with a redirect whose Location it forgot to decode."""
 
         async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
             if target.host.startswith("bug"):
-                return ResponseHead("1.1", 302, "Found", [("Location", None)])  # type: ignore[list-item]
+                return ResponseHead("1.1", 302, "Found", [("Location", b"/next")])  # type: ignore[list-item]
             return await super().fetch(target, trace)
 
     config = make_config(follow_redirects=True, concurrency=2)
@@ -152,7 +152,7 @@ def test_a_bug_outside_the_backend_call_costs_one_record_not_the_run() -> None:
     assert errors["bug1.example"] == {
         "kind": "internal-error",
         "phase": None,
-        "message": "AttributeError: 'NoneType' object has no attribute 'strip'",
+        "message": "TypeError: Cannot mix str and non-str arguments",
     }
 
 
