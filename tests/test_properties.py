@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -227,9 +229,10 @@ def redirect_to(location: bytes) -> list[bytes]:
     follow=st.booleans(),
     scheme=st.sampled_from(["http", "auto"]),
     retries=st.integers(0, 1),
+    shown=st.sampled_from(["text", "jsonl", "csv"]),
 )
-@example(answers=redirect_to(b"http://[bad"), follow=True, scheme="http", retries=0)
-@example(answers=redirect_to(b"http://a]b/"), follow=True, scheme="auto", retries=1)
+@example(answers=redirect_to(b"http://[bad"), follow=True, scheme="http", retries=0, shown="text")
+@example(answers=redirect_to(b"http://a]b/"), follow=True, scheme="auto", retries=1, shown="csv")
 def test_whatever_servers_send_one_record_per_target_and_exit_0_or_1(
     hostile: tuple[HostileServer, str],
     backend: str,
@@ -237,17 +240,22 @@ def test_whatever_servers_send_one_record_per_target_and_exit_0_or_1(
     follow: bool,
     scheme: str,
     retries: int,
+    shown: str,
 ) -> None:
     server, resolver = hostile
     targets = [f"127.0.0.1:{server.port}/{key}/x" for key in server.load(answers)]
-    args = [
-        "--json", "--backend", backend, "--scheme", scheme, "--resolver", resolver,
-        "--timeout", "3", "--connect-timeout", "2", "--max-redirects", "3",
-        "--retries", str(retries), *(["-L"] if follow else []), *targets,
-    ]  # fmt: skip
-    run = CliRunner().invoke(afetch, args)
-    assert run.exit_code in (0, 1), (run.exit_code, run.stderr, run.exception)
-    records = [json.loads(line) for line in run.stdout.splitlines()]
+    with tempfile.TemporaryDirectory() as directory:
+        jsonl = Path(directory) / "records.jsonl"
+        args = [
+            "--format", shown, "-o", str(jsonl), "--backend", backend, "--scheme", scheme,
+            "--resolver", resolver, "--timeout", "3", "--connect-timeout", "2",
+            "--max-redirects", "3", "--retries", str(retries), *(["-L"] if follow else []),
+            *targets,
+        ]  # fmt: skip
+        run = CliRunner().invoke(afetch, args)
+        assert run.exit_code in (0, 1), (run.exit_code, run.stderr, run.exception)
+        assert run.stdout and not run.stderr  # written in the format shown, without a hitch
+        records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert sorted(record["input"] for record in records) == sorted(targets)
     for record in records:
         error = record["error"]
