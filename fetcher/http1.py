@@ -181,9 +181,10 @@ def parse_head(head: bytes) -> ResponseHead:
     major, minor, code, reason = match.groups()
     if major != b"1":
         raise ProtocolError(f"unsupported HTTP version {major.decode()}.{minor.decode()}", "read")
-    if int(code) not in STATUS_CODES:
+    status = int(code)
+    if status not in STATUS_CODES:
         raise ProtocolError(f"status code {code.decode()} outside 100-599", "read")
-    result = ResponseHead(f"1.{minor.decode()}", int(code), decode_field(reason or b""))
+    result = ResponseHead(f"1.{minor.decode()}", status, decode_field(reason or b""))
 
     fields = result.headers
     token = _TOKEN.match
