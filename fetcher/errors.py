@@ -9,10 +9,12 @@
     ├── TLSError               tls-error           handshake or certificate failure
     ├── FetchTimeout           timeout             a deadline passed (also a TimeoutError)
     ├── ProtocolError          protocol-error      the peer did not speak HTTP/1.x within our limits
-    └── TooManyRedirects       too-many-redirects  a redirect chain longer than allowed
+    ├── TooManyRedirects       too-many-redirects  a redirect chain longer than allowed
+    └── InternalError          internal-error      a bug in afetch, not the host's doing
 
 Every error also names the *phase* it happened in: dns, connect, tls, write, read (waiting for or
-reading the header section) or redirect. `Phase` spells them for the type checker.
+reading the header section) or redirect; none for invalid-input, and none for an internal-error
+outside a request. `Phase` spells them for the type checker.
 """
 
 from __future__ import annotations
@@ -87,12 +89,26 @@ class TooManyRedirects(FetchError):
     kind = "too-many-redirects"
 
 
+class InternalError(FetchError):
+    """An exception afetch did not expect: a bug of ours. It costs the one target it hit a
+    record (never blamed on the server as a protocol-error), and the run goes on."""
+
+    kind = "internal-error"
+
+    @classmethod
+    def wrap(cls, exc: BaseException, phase: Phase | None = None) -> InternalError:
+        error = cls(f"{type(exc).__name__}: {exc}", phase)
+        error.__cause__ = exc
+        return error
+
+
 # errno values that mean this machine, not the remote host, is out of a resource.
 _LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS})
 
 
 def map_os_error(exc: BaseException, phase: Phase) -> FetchError:
-    """Translate an exception raised by socket, ssl or asyncio I/O into our error tree."""
+    """Translate an exception raised by socket, ssl or asyncio I/O into our error tree; any
+    other exception is a bug here, an internal-error."""
     if isinstance(exc, FetchError):
         return exc
     if isinstance(exc, socket.gaierror):
@@ -115,7 +131,7 @@ def map_os_error(exc: BaseException, phase: Phase) -> FetchError:
         return ConnectError(reason[0].lower() + reason[1:], phase)
     if isinstance(exc, EOFError):  # asyncio.IncompleteReadError
         return ConnectError("connection closed by peer", phase)
-    return ProtocolError(f"{type(exc).__name__}: {exc}", phase)
+    return InternalError.wrap(exc, phase)  # not an I/O failure: nothing the host did
 
 
 @contextmanager

@@ -29,6 +29,14 @@ MAX_HEADERS = 256
 # Interim (1xx) responses before the final one. A server sends 100 Continue or 103 Early Hints
 # once or twice; more than this is a loop meant to keep us waiting.
 MAX_INTERIM_RESPONSES = 8
+# RFC 9110 section 15: "All valid status codes are within the range of 100 to 599, inclusive."
+# A code outside it is no answer (h11 refuses one below 100 too).
+STATUS_CODES = range(100, 600)
+# The end of an incomplete head may be the first bytes of its blank line ("\r\n\r", at most
+# 3) or of a line break ("\r"): the size and line limits are crossed only if crossed without
+# them, so a head at a limit is accepted however its last bytes are split between reads.
+_PARTIAL_END = 3
+_PARTIAL_BREAK = 1
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.DOTALL)
@@ -100,7 +108,14 @@ class HeadParser:
             # The usual case: a whole final head in the first read. No copying into the buffer.
             blank = data.find(b"\r\n\r\n")
             if blank != -1 and data[9:10] != b"1":  # the status code does not start with 1
-                return parse_head(data[:blank])
+                try:
+                    return parse_head(data[:blank])
+                except ProtocolError:
+                    # Maybe the head ended earlier, at a blank line with a bare LF ("\n\n",
+                    # "\n\r\n"): the head parsed above then holds an empty line, which fails.
+                    # The general path below finds that end and gives the verdict, as it would
+                    # with these bytes split across reads.
+                    pass
         buf = self._buf
         buf += data
         while True:
@@ -140,9 +155,9 @@ class HeadParser:
         if last_break != -1:
             self._line_start = last_break + 1
         self._scanned = len(buf)
-        if len(buf) > MAX_HEAD_BYTES:
+        if len(buf) - _PARTIAL_END > MAX_HEAD_BYTES:
             raise ProtocolError(f"header section larger than {MAX_HEAD_BYTES} bytes", "read")
-        if len(buf) - self._line_start > MAX_LINE_BYTES:
+        if len(buf) - self._line_start - _PARTIAL_BREAK > MAX_LINE_BYTES:
             raise ProtocolError(f"header line longer than {MAX_LINE_BYTES} bytes", "read")
         if self._newlines > MAX_HEADERS + 1:
             raise ProtocolError(f"more than {MAX_HEADERS} header fields", "read")
@@ -171,7 +186,10 @@ def parse_head(head: bytes) -> ResponseHead:
     major, minor, code, reason = match.groups()
     if major != b"1":
         raise ProtocolError(f"unsupported HTTP version {major.decode()}.{minor.decode()}", "read")
-    result = ResponseHead(f"1.{minor.decode()}", int(code), decode_field(reason or b""))
+    status = int(code)
+    if status not in STATUS_CODES:
+        raise ProtocolError(f"status code {code.decode()} outside 100-599", "read")
+    result = ResponseHead(f"1.{minor.decode()}", status, decode_field(reason or b""))
 
     fields = result.headers
     token = _TOKEN.match

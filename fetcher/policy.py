@@ -26,6 +26,7 @@ from .errors import (
     ConnectError,
     FetchError,
     FetchTimeout,
+    InternalError,
     InvalidInput,
     ProtocolError,
     TLSError,
@@ -87,7 +88,8 @@ class Policy:
 
     async def fetch(self, target: Target, index: int = -1, expanded: bool = False) -> Result:
         """Fetch one target: its Result holds the final response head or the error that ended
-        the fetch, and what the last request learned (peer, timings, URL)."""
+        the fetch, and what the last request learned (peer, timings, URL). Never raises: a bug
+        met on the way is this target's internal-error, which must not end the run."""
         visit = _Visit(target, target)
         head: ResponseHead | None = None
         error: FetchError | None = None
@@ -95,6 +97,8 @@ class Policy:
             head = await self._first(target, visit)
         except FetchError as exc:
             error = exc
+        except Exception as exc:  # a bug of ours on this target's path: its record, not the run
+            error = InternalError.wrap(exc)
         return self._result(visit, head, error, index, expanded)
 
     def refuse(self, line: str, error: InvalidInput, index: int = -1) -> Result:
@@ -144,8 +148,14 @@ class Policy:
             location = next((v for k, v in head.headers if k.lower() == "location"), None)
             if location is None:
                 break
-            url = urljoin(current.url, location.strip())
-            if urlsplit(url).scheme.lower() not in DEFAULT_PORTS:
+            try:
+                url = urljoin(current.url, location.strip())
+                scheme = urlsplit(url).scheme.lower()
+            except ValueError as exc:  # a '[' or ']' out of place: "Invalid IPv6 URL"
+                raise ProtocolError(
+                    f"cannot follow Location {location!r}: {exc}", "redirect"
+                ) from None
+            if scheme not in DEFAULT_PORTS:
                 break
             if len(visit.redirects) >= request.max_redirects:
                 raise TooManyRedirects(
@@ -223,8 +233,8 @@ class Policy:
                 if not self._deadlines.expired(deadline):
                     raise  # the run is being cancelled: this fetch is not reported
                 raise timed_out(trace.phase, self.config.timeouts.total) from None
-            except Exception as exc:  # a bug in a backend must cost one record, not the run
-                raise ProtocolError(f"internal error: {type(exc).__name__}: {exc}", "read") from exc
+            except Exception as exc:  # a bug in a backend: the phase it was in, for the record
+                raise InternalError.wrap(exc, trace.phase) from exc
             finally:
                 self._deadlines.stop(deadline)
                 trace.mark("total", trace.started)

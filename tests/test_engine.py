@@ -129,12 +129,33 @@ def test_exactly_one_record_per_line_with_failures_bugs_and_invalid_input() -> N
     kinds = {r.input: r.error.kind for r in results if r.error}
     assert kinds == {
         "fail1": "connection-error",
-        "boom1": "protocol-error",
+        "boom1": "internal-error",  # a bug in the backend is ours, not the server's
         "bad host": "invalid-input",
     }
-    assert (
-        "internal error: KeyError" in next(r for r in results if r.input == "boom1").error.message
-    )  # type: ignore[union-attr]
+    boom = next(r.error for r in results if r.input == "boom1")
+    assert boom is not None and (boom.phase, boom.message) == ("read", "KeyError: 'bug'")
+
+
+def test_a_bug_outside_the_backend_call_costs_one_record_not_the_run() -> None:
+    class BugShaped(StubBackend):
+        """Answers bug-* with a redirect whose Location it forgot to decode."""
+
+        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+            if target.host.startswith("bug"):
+                return ResponseHead("1.1", 302, "Found", [("Location", b"/next")])  # type: ignore[list-item]
+            return await super().fetch(target, trace)
+
+    config = make_config(follow_redirects=True, concurrency=2)
+    lines = ["bug1.example", "ok1", "bug2.example", "ok2"]
+    results = collect(lines, config, BugShaped(config))
+    assert sorted(r.input for r in results) == sorted(lines)
+    errors = {r.input: r.error and r.error.as_dict() for r in results}
+    assert errors["ok1"] is None and errors["ok2"] is None
+    assert errors["bug1.example"] == {
+        "kind": "internal-error",
+        "phase": None,
+        "message": "TypeError: Cannot mix str and non-str arguments",
+    }
 
 
 def test_total_deadline_records_the_phase() -> None:

@@ -9,7 +9,14 @@ import ssl
 
 import pytest
 
-from fetcher.errors import FetchError, FetchTimeout, ProtocolError, map_exceptions, map_os_error
+from fetcher.errors import (
+    FetchError,
+    FetchTimeout,
+    InternalError,
+    ProtocolError,
+    map_exceptions,
+    map_os_error,
+)
 
 
 def cert_error() -> ssl.SSLCertVerificationError:
@@ -50,7 +57,7 @@ def cert_error() -> ssl.SSLCertVerificationError:
             "connect",
             id="incomplete-read",
         ),
-        pytest.param(RuntimeError("odd"), "protocol-error", "connect", id="anything-else"),
+        pytest.param(RuntimeError("odd"), "internal-error", "connect", id="anything-else"),
     ],
 )
 def test_map_os_error(exc: BaseException, kind: str, phase: str) -> None:
@@ -77,3 +84,14 @@ def test_timeout_is_also_a_builtin_timeout() -> None:
         "phase": "read",
         "message": "t",
     }
+
+
+def test_an_internal_error_is_ours_and_keeps_its_cause() -> None:
+    bug = KeyError("x")
+    error = InternalError.wrap(bug, "read")
+    assert error.as_dict() == {
+        "kind": "internal-error",
+        "phase": "read",
+        "message": "KeyError: 'x'",
+    }
+    assert error.__cause__ is bug and not isinstance(error, ProtocolError)

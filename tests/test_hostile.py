@@ -99,6 +99,60 @@ def test_one_early_hint_then_the_real_answer(hosts: LoopbackHosts, fetch: FetchO
     assert result.status_code == 200
 
 
+@pytest.mark.parametrize("status", [b"000 Zero", b"099 Low", b"600 High", b"999 Max"])
+def test_status_codes_outside_100_to_599_are_a_protocol_error(
+    hosts: LoopbackHosts, fetch: FetchOne, status: bytes
+) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n"))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.status_code is None and result.error is not None
+    assert (result.error.kind, result.error.phase) == ("protocol-error", "read")
+    assert "outside 100-599" in result.error.message
+
+
+def test_status_code_599_is_an_answer(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n"))
+    assert fetch(f"127.0.0.1:{port}").status_code == 599
+
+
+def test_bare_lf_head_with_a_body_holding_crlf_crlf(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    port = hosts.serve(replies(b"HTTP/1.1 200 OK\nA: b\n\nbody\r\n\r\nmore"))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.error is None and result.headers == [("A", "b")]
+
+
+MALFORMED_LOCATIONS = [b"http://[bad", b"http://a]b/", b"//[::1/x", b"https://[0:0:0:0:0:0:0:1"]
+
+
+def redirects_to(location: bytes) -> Script:
+    """A 302 to `location`, sent without waiting for a request: under --scheme auto the TLS
+    handshake gets this plain HTTP and fails, and the http retry gets the redirect."""
+    reply = b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
+    return replies(reply, wait_for_request=False)
+
+
+@pytest.mark.parametrize("location", MALFORMED_LOCATIONS)
+@pytest.mark.parametrize("scheme", ["http", "auto"])
+def test_a_malformed_location_is_a_protocol_error_in_the_redirect_phase(
+    hosts: LoopbackHosts, fetch: FetchOne, location: bytes, scheme: str
+) -> None:
+    port = hosts.serve(redirects_to(location))
+    result = fetch(f"127.0.0.1:{port}", follow_redirects=True, scheme=scheme)
+    assert result.error is not None, result.to_record()
+    assert (result.error.kind, result.error.phase) == ("protocol-error", "redirect")
+    assert result.final_url == f"http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize("location", MALFORMED_LOCATIONS)
+def test_a_malformed_location_not_followed_is_an_answer(
+    hosts: LoopbackHosts, fetch: FetchOne, location: bytes
+) -> None:
+    port = hosts.serve(redirects_to(location))
+    result = fetch(f"127.0.0.1:{port}")
+    assert result.error is None and result.status_code == 302
+    assert ("Location", location.decode()) in result.headers
+
+
 def test_limits_are_named_constants() -> None:
     assert MAX_HEADERS < 5000 and MAX_LINE_BYTES < 10_000_000
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fetcher.errors import ProtocolError
 from fetcher.http1 import (
@@ -174,3 +176,109 @@ def test_build_request() -> None:
         b"HEAD /x?y=1 HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: afetch/1\r\n\r\n"
     )
     assert build_request("GET", "/", "h", [], "1.0").startswith(b"GET / HTTP/1.0\r\n")
+
+
+@pytest.mark.parametrize("code", [b"000", b"099", b"600", b"999"])
+def test_status_codes_outside_100_to_599_are_refused(code: bytes) -> None:
+    with pytest.raises(ProtocolError, match="status code") as info:
+        HeadParser().feed(b"HTTP/1.1 " + code + b" Odd\r\nA: b\r\n\r\n")
+    assert info.value.phase == "read"
+
+
+def test_status_codes_at_the_edges_of_the_range_are_answers() -> None:
+    assert parse_head(b"HTTP/1.1 599 Edge").status_code == 599
+    parser = HeadParser()
+    assert parser.feed(b"HTTP/1.1 100 Continue\r\n\r\n") is None
+    assert [head.status_code for head in parser.interim] == [100]
+
+
+# --- any split of the same bytes, the same verdict ------------------------------------------
+
+Verdict = tuple[ResponseHead | None, list[ResponseHead]] | tuple[str, str | None]
+
+
+def verdict(chunks: list[bytes]) -> Verdict:
+    """What the parser makes of `chunks` fed in order, then EOF: the final head (None if the
+    peer closed before a byte) with the interim heads skipped, or the error's kind and phase.
+    Messages may differ: "not an HTTP response" quotes the bytes received so far."""
+    parser = HeadParser()
+    try:
+        for chunk in chunks:
+            head = parser.feed(chunk)
+            if head is not None:
+                return head, parser.interim
+        parser.feed_eof()
+    except ProtocolError as exc:
+        return exc.kind, exc.phase
+    return None, parser.interim
+
+
+def splits(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+
+
+LINE_ENDS = st.sampled_from([b"\r\n", b"\n"])
+FIELD_NAMES = st.sampled_from([b"Location", b"Content-Length", b"Set-Cookie", b"X-A", b"A b"])
+FIELD_VALUES = st.binary(max_size=12) | st.sampled_from([b"", b" v ", b"\r\n\r\n", b"a\nb"])
+
+
+@st.composite
+def heads(draw: st.DrawFn) -> bytes:
+    """A status line, fields and the blank line, with line ends mixed at random."""
+    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1 "]))
+    code = draw(st.sampled_from([b"200", b"100", b"101", b"103", b"302", b"099", b"600", b"2"]))
+    head = version + b" " + code + draw(st.sampled_from([b"", b" OK", b" \xe9"]))
+    for name, value in draw(st.lists(st.tuples(FIELD_NAMES, FIELD_VALUES), max_size=4)):
+        head += draw(LINE_ENDS) + name + b":" + value
+    return head + draw(LINE_ENDS) + draw(LINE_ENDS)
+
+
+RESPONSES = st.builds(
+    lambda interim, final, body: b"".join(interim) + final + body,
+    st.lists(heads(), max_size=2),
+    heads(),
+    st.binary(max_size=16) | st.sampled_from([b"\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=64) | RESPONSES, cuts=st.lists(st.integers(0, 200), max_size=4))
+def test_any_split_of_the_same_bytes_gets_the_same_verdict(data: bytes, cuts: list[int]) -> None:
+    whole = verdict([data])
+    assert verdict(splits(data, cuts)) == whole
+    assert verdict(split_every(data, 1)) == whole
+
+
+def test_one_read_with_a_bare_lf_head_and_a_crlf_blank_line_in_the_body() -> None:
+    data = b"HTTP/1.1 200 OK\nA: b\n\nbody\r\n\r\n"
+    head = feed_all([data])
+    assert head.headers == [("A", "b")]
+    assert verdict([data]) == verdict([data[:5], data[5:]])
+
+
+def head_of(size: int) -> bytes:
+    """A complete, valid head (without its blank line) of exactly `size` bytes."""
+    head = b"HTTP/1.1 200 OK"
+    filler = b"\r\nX-Filler: " + b"a" * 4000
+    while len(head) + len(filler) + 8 <= size:
+        head += filler
+    return head + b"\r\nX-End: " + b"b" * (size - len(head) - 9)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(head_of(MAX_HEAD_BYTES), id="header-section-at-its-limit"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_LINE_BYTES - 3), id="line-at-its-limit"
+        ),
+    ],
+)
+def test_a_head_at_a_limit_is_accepted_however_its_end_is_split(head: bytes) -> None:
+    data = head + b"\r\n\r\n"
+    for cut in range(len(head) - 2, len(data)):
+        parsed = verdict([data[:cut], data[cut:]])
+        assert isinstance(parsed[0], ResponseHead), (cut - len(head), parsed)
+    with pytest.raises(ProtocolError):  # and one byte more is refused
+        HeadParser().feed(head + b"c\r\n\r\n")

@@ -135,10 +135,11 @@ class HttpxBackend(Backend):
                 )
                 try:
                     response = await self._client.send(request, stream=True)
-                except httpx.InvalidURL:
+                except (httpx.InvalidURL, httpx.RemoteProtocolError):
                     # httpx builds the next request for any 3xx with a Location, even when not
-                    # following, and fails on one it cannot parse (mailto:, a bad URL). The head
-                    # itself arrived: report it, as the raw backend does.
+                    # following, and fails on one it cannot parse (mailto:, a bad URL; "Invalid
+                    # URL in location header" is a RemoteProtocolError). The head itself
+                    # arrived: report it, as the raw backend does.
                     if probe.response is None:
                         raise
                     response = probe.response
