@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINTED := fetcher tests $(wildcard bench)
+LINTED := fetcher tests $(wildcard bench) $(wildcard tools)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean test-min
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,http2]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,http2,demo]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,8 +28,23 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
+# The suite against the lowest version of every direct dependency pyproject.toml allows
+# (tools/min_requirements.py pins each to its floor), in a venv of its own, built afresh.
+# Not part of `make test`: it downloads about 40 packages.
+VENV_MIN := .venv-min
+test-min:
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install --quiet --upgrade pip
+	$(PYTHON) tools/min_requirements.py http2 dev demo > $(VENV_MIN)/requirements.txt
+	$(VENV_MIN)/bin/python -m pip install --quiet -r $(VENV_MIN)/requirements.txt
+	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV_MIN)/bin/python -m pip check
+	$(VENV_MIN)/bin/python -m pip freeze --exclude-editable
+	$(VENV_MIN)/bin/pytest -p no:cacheprovider --cov --cov-report=term
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) .coverage .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """`make demo`: afetch against a handful of local hosts, in text and then JSON Lines.
 
 Needs nothing from the internet: the hosts are scripted servers on 127.0.0.1 (see loopback.py),
-and the TLS host's certificate comes from a throwaway CA made by trustme.
+and the TLS host's certificate comes from a throwaway CA made by trustme, which the `demo` extra
+installs (`pip install 'afetch[demo]'`; `make demo` does).
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-import trustme
-
 from .loopback import LoopbackHosts, replies, response, silent
 
 DEMO_TIMEOUT = 2
 
 
 def main() -> int:
+    try:
+        import trustme
+    except ImportError:
+        print("afetch demo: error: needs trustme: pip install 'afetch[demo]'", file=sys.stderr)
+        return 2
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_context)

@@ -112,7 +112,9 @@ class LoopbackDNS(asyncio.DatagramProtocol):
 
     Other names get NXDOMAIN; a known name without an address of the asked family gets an empty
     NOERROR (NODATA); names in `rcodes` get that response code; names in `silent` are never
-    answered. Every query that arrives is logged in `queries` as (name, "A" | "AAAA" | number).
+    answered; names in `garbage` get a malformed reply (the right id and question, then an
+    answer cut off after its first byte), which no client can parse. Every query that arrives
+    is logged in `queries` as (name, "A" | "AAAA" | number).
     Answers carry TTL 0 so c-ares' own cache keeps none of them (it does keep an empty NODATA
     answer for a while: count the queries of a type the name has).
     UDP only: answers are small, so no client ever needs to retry over TCP.
@@ -124,10 +126,12 @@ class LoopbackDNS(asyncio.DatagramProtocol):
         *,
         silent: Collection[str] = (),
         rcodes: Mapping[str, int] | None = None,
+        garbage: Collection[str] = (),
         delay: float = 0.0,
     ) -> None:
         self.records = {name.lower(): list(ips) for name, ips in records.items()}
         self.silent = {name.lower() for name in silent}
+        self.garbage = {name.lower() for name in garbage}
         self.rcodes = {name.lower(): code for name, code in (rcodes or {}).items()}
         self.delay = delay  # seconds before each answer: a distant or slow server
         self.queries: list[tuple[str, str | int]] = []
@@ -180,6 +184,8 @@ class LoopbackDNS(asyncio.DatagramProtocol):
                     # Name as a pointer to the question (offset 12), class IN, TTL 0.
                     answers.append(struct.pack("!HHHIH", 0xC00C, qtype, 1, 0, len(packed)))
                     answers[-1] += packed
+        if name in self.garbage:
+            answers = [b"\xc0"]  # one answer promised, one byte of it sent
         reply_flags = _QR | _AA | _RA | (flags & (_OPCODE | _RD)) | rcode
         header = _HEADER.pack(ident, reply_flags, 1, len(answers), 0, 0)
         return header + question + b"".join(answers)

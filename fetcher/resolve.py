@@ -27,7 +27,7 @@ import contextlib
 import socket
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from .config import ConfigError, parse_nameserver
 from .errors import DNSError
@@ -42,6 +42,10 @@ CACHE_SIZE = 4096
 # shortens the wait to their measured latency.
 DNS_TIMEOUT = 2.0
 DNS_TRIES = 2
+# Private channels open at once for lookups asked again after a malformed reply failed them
+# together (see _AresLookup): one garbage answer beside 10 000 lookups in flight must not open
+# 10 000 sockets. Each costs about 0.3 ms to make and one round trip to use.
+RETRY_CHANNELS = 16
 
 Address = tuple[int, str]  # (address family, IP address)
 _INET, _INET6 = int(socket.AF_INET), int(socket.AF_INET6)
@@ -177,34 +181,74 @@ class _Lookup(Protocol):
 
 
 class _AresLookup:
-    """c-ares through aiodns: the hosts file, then the configured or system DNS servers."""
+    """c-ares through aiodns: the hosts file, then the configured or system DNS servers.
+
+    Every lookup shares one channel, and so one UDP socket per server. A reply c-ares cannot
+    parse closes that socket and fails every query in flight on it with EBADRESP, whoever's
+    reply it was (c-ares' read_answers -> handle_conn_error). So a lookup that failed with
+    EBADRESP while another lookup was in flight is asked once more on a channel of its own,
+    where only its own answer can fail it: the good name resolves, the bad one gets its own
+    error. A lookup that was alone has no one else to blame and is not asked again.
+    """
 
     def __init__(
         self, servers: Sequence[str], timeout: float, tries: int, loop: asyncio.AbstractEventLoop
     ) -> None:
         import aiodns
 
-        self._resolver = aiodns.DNSResolver(
-            servers,
-            loop=loop,  # made on a thread (Resolver.start), for this loop
-            timeout=timeout,
-            tries=tries,
+        self._aiodns = aiodns
+        self._loop = loop  # the channels are made on a thread (Resolver.start), for this loop
+        self._options = {"timeout": timeout, "tries": tries}
+        self._servers = servers
+        self._resolver = self._channel()
+        self._error = aiodns.error.DNSError
+        self._bad_response = aiodns.error.ARES_EBADRESP
+        self._reasons = {getattr(aiodns.error, name): text for name, text in _ARES_REASONS.items()}
+        self._in_flight = 0  # lookups awaiting the shared channel
+        self._started = 0  # lookups ever started on it: tells whether another one overlapped
+        self._retry_slots = asyncio.Semaphore(RETRY_CHANNELS)
+
+    def _channel(self) -> Any:
+        return self._aiodns.DNSResolver(
+            self._servers,
+            loop=self._loop,
+            **self._options,
             # No `lookups="fb"` here although that is the order wanted: pycares 5.2 frees
             # that option's buffer before c-ares copies it, and a garbled order without "b"
             # fails every lookup at once with ECONNREFUSED. c-ares takes the order from
             # nsswitch.conf ("hosts: files dns"), and defaults to files then DNS without it.
         )
-        self._error = aiodns.error.DNSError
-        self._reasons = {getattr(aiodns.error, name): text for name, text in _ARES_REASONS.items()}
 
     async def __call__(self, host: str) -> Iterable[Address]:
+        alone = self._in_flight == 0
+        self._in_flight += 1
+        self._started += 1
+        started = self._started
         try:
-            result = await self._resolver.getaddrinfo(host, type=socket.SOCK_STREAM)
+            return await self._getaddrinfo(self._resolver, host)
         except self._error as exc:
-            code = exc.args[0] if exc.args else None
-            reason = self._reasons.get(code) or str(exc.args[-1] if exc.args else exc).lower()
-            raise DNSError(f"cannot resolve {host}: {reason}", "dns") from None
+            alone = alone and self._started == started
+            if alone or _code(exc) != self._bad_response:
+                raise self._dns_error(host, exc) from None
+        finally:
+            self._in_flight -= 1
+        async with self._retry_slots:
+            resolver = self._channel()
+            try:
+                return await self._getaddrinfo(resolver, host)
+            except self._error as exc:
+                raise self._dns_error(host, exc) from None
+            finally:
+                await resolver.close()
+
+    @staticmethod
+    async def _getaddrinfo(resolver: Any, host: str) -> list[Address]:
+        result = await resolver.getaddrinfo(host, type=socket.SOCK_STREAM)
         return [(int(node.family), node.addr[0].decode()) for node in result.nodes]
+
+    def _dns_error(self, host: str, exc: BaseException) -> DNSError:
+        reason = self._reasons.get(_code(exc)) or str(exc.args[-1] if exc.args else exc).lower()
+        return DNSError(f"cannot resolve {host}: {reason}", "dns")
 
     async def aclose(self) -> None:
         await self._resolver.close()
@@ -258,6 +302,11 @@ def _ipv4_first(addresses: Iterable[Address], host: str) -> list[Address]:
     if not unique:
         raise DNSError(f"cannot resolve {host}: no address records", "dns")
     return sorted(unique, key=lambda address: address[0] != _INET)
+
+
+def _code(exc: BaseException) -> object:
+    """The c-ares status of an aiodns error: its first argument."""
+    return exc.args[0] if exc.args else None
 
 
 def _consume(future: asyncio.Future[list[Address]]) -> None:

@@ -48,6 +48,7 @@ RCODES = {
     "notimp.afetch.test": NOTIMP,
 }
 SILENT = "quiet.afetch.test"
+GARBAGE = "garbage.afetch.test"  # answered with a reply no client can parse
 # Short enough that a silent server costs a fraction of a second, long enough that a loaded
 # machine still answers a loopback query in time.
 FAST = {"timeout": 0.3, "tries": 1}
@@ -61,7 +62,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @pytest.fixture
 def dns(hosts: LoopbackHosts) -> LoopbackDNS:
-    server = LoopbackDNS(RECORDS, silent=[SILENT], rcodes=RCODES)
+    server = LoopbackDNS(RECORDS, silent=[SILENT], rcodes=RCODES, garbage=[GARBAGE])
     server.port = hosts.serve_dns(server)  # type: ignore[attr-defined]
     return server
 
@@ -99,6 +100,7 @@ def test_answers_come_from_the_given_server_ipv4_first(dns: LoopbackDNS) -> None
         pytest.param("servfail.afetch.test", "DNS server failure", id="servfail"),
         pytest.param("refused.afetch.test", "the DNS server refused the query", id="refused"),
         pytest.param("notimp.afetch.test", "does not implement the query", id="notimp"),
+        pytest.param(GARBAGE, "malformed DNS response", id="garbage"),
         pytest.param("a..b", "invalid name", id="bad-name"),
     ],
 )
@@ -183,6 +185,32 @@ def test_lookups_of_distinct_names_overlap(hosts: LoopbackHosts) -> None:
     assert all(result == [(V4, "127.0.0.1")] for result in results)
     assert 0.3 <= elapsed < 5  # one server delay, not fifty of them (15 s) in a row
     assert len(slow.queries) == 100
+
+
+def test_a_malformed_reply_fails_only_its_own_name(hosts: LoopbackHosts) -> None:
+    # Every answer waits 0.3 s and leaves in the order the queries came, so the garbage reply
+    # reaches c-ares while the good name's queries are still in flight on the same socket.
+    slow = LoopbackDNS(RECORDS, garbage=[GARBAGE], delay=0.3)
+    port = hosts.serve_dns(slow)
+
+    async def together() -> list[list[Address] | BaseException]:
+        resolver = Resolver([f"127.0.0.1:{port}"], timeout=5, tries=2)
+        try:
+            lookups = (resolver.resolve(GARBAGE), resolver.resolve("www.afetch.test"))
+            return await asyncio.gather(*lookups, return_exceptions=True)
+        finally:
+            await resolver.aclose()
+
+    bad, good = run(together())
+    assert good == [(V4, "127.0.0.1")]
+    assert isinstance(bad, DNSError) and bad.kind == "dns-error"
+    assert bad.message == f"cannot resolve {GARBAGE}: malformed DNS response"
+
+
+def test_a_malformed_reply_to_a_lone_lookup_is_not_asked_again(dns: LoopbackDNS) -> None:
+    with pytest.raises(DNSError, match="malformed DNS response"):
+        run(resolve(dns, GARBAGE))  # FAST: one try
+    assert dns.count(GARBAGE, "A") == 1  # nobody else's reply could have failed it
 
 
 def test_the_cache_is_bounded(dns: LoopbackDNS) -> None:
