@@ -40,8 +40,9 @@ def h2_tls(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-def h2_or_http1(requests: list[dict[str, str]]) -> Script:
-    """Answer in HTTP/2 if ALPN chose h2 (recording each request's headers), else HTTP/1.1."""
+def h2_or_http1(requests: list[dict[str, str]], delay: float = 0.0) -> Script:
+    """Answer in HTTP/2 if ALPN chose h2 (recording each request's headers), else HTTP/1.1.
+    The HTTP/2 answer comes `delay` seconds after the request (SETTINGS go out at once)."""
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
@@ -59,6 +60,7 @@ def h2_or_http1(requests: list[dict[str, str]]) -> Script:
             for event in conn.receive_data(data):
                 if isinstance(event, h2_events.RequestReceived):
                     requests.append(dict(event.headers))
+                    await asyncio.sleep(delay)
                     conn.send_headers(event.stream_id, H2_HEADERS)
                     conn.send_data(event.stream_id, b"hello\n", end_stream=True)
             writer.write(conn.data_to_send())
@@ -105,6 +107,18 @@ def test_http2_negotiated_by_alpn(
     assert request[":authority"] == f"localhost:{port}"
     assert request["user-agent"] == "probe/2" and request["x-extra"] == "1"
     assert "connection" not in request  # forbidden in HTTP/2, left out
+
+
+def test_http2_ttfb_is_to_the_response_head(
+    hosts: LoopbackHosts, httpx_fetch: FetchOne, h2_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    """The server's SETTINGS frame arrives at once, its answer 0.3 s later: ttfb (from httpcore's
+    trace extension) is to this stream's response head, not to the first bytes read."""
+    port = hosts.serve(h2_or_http1([], delay=0.3), tls=h2_tls)
+    result = httpx_fetch(f"https://localhost:{port}/", cafile=ca_file, http2=True)
+    assert (result.status_code, result.http_version) == (200, "2")
+    assert result.timings["ttfb"] >= 250
+    assert result.timings["ttfb"] <= result.timings["total"]
 
 
 def test_http2_with_insecure(
