@@ -121,6 +121,50 @@ def test_http2_ttfb_is_to_the_response_head(
     assert result.timings["ttfb"] <= result.timings["total"]
 
 
+def h2_closes_after_the_request(settings: bool) -> Script:
+    """Speak h2 up to the request (sending SETTINGS first if `settings`), then close. It reads
+    the whole request first: a close with unread bytes would be a reset instead."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2_connection.H2Connection(h2_config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        if settings:
+            writer.write(conn.data_to_send())
+            await writer.drain()
+        for _ in range(20):  # a few frames; the loop is bounded, the request comes in one or two
+            data = await reader.read(65536)
+            events = conn.receive_data(data) if data else []
+            if not data or any(isinstance(e, h2_events.RequestReceived) for e in events):
+                break
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param(
+            False, ("connection-error", "connection closed without a response"), id="first"
+        ),
+        pytest.param(True, ("protocol-error", "server disconnected"), id="after-settings"),
+    ],
+)
+def test_http2_server_closes_without_an_answer(
+    hosts: LoopbackHosts,
+    httpx_fetch: FetchOne,
+    h2_tls: ssl.SSLContext,
+    ca_file: str,
+    settings: bool,
+    expected: tuple[str, str],
+) -> None:
+    """Closed before a single frame: as on HTTP/1 (and raw). After frames: h2's own verdict."""
+    port = hosts.serve(h2_closes_after_the_request(settings), tls=h2_tls)
+    result = httpx_fetch(f"https://localhost:{port}/", cafile=ca_file, http2=True)
+    assert result.error is not None
+    assert (result.error.kind, result.error.message) == expected
+    assert result.error.phase == "read"
+
+
 def test_http2_with_insecure(
     hosts: LoopbackHosts, httpx_fetch: FetchOne, h2_tls: ssl.SSLContext
 ) -> None:

@@ -27,9 +27,10 @@ from fetcher.backends.httpx_backend import (
     TracedStream,
     WriteFailed,
     map_httpcore_error,
+    response_head,
 )
-from fetcher.errors import ConnectError, FetchError, TLSError
-from fetcher.http1 import ResponseHead
+from fetcher.errors import ConnectError, FetchError, ProtocolError, TLSError
+from fetcher.http1 import MAX_HEADERS, MAX_LINE_BYTES, ResponseHead
 from fetcher.loopback import LoopbackHosts, replies, response
 from fetcher.models import Trace
 from fetcher.targets import parse_target
@@ -126,6 +127,12 @@ def test_every_exception_httpcore_exports_is_covered() -> None:
     assert map_httpcore_error(httpcore.ConnectionNotAvailable(), {}) is None
 
 
+def test_an_exception_the_table_does_not_know_passes_through() -> None:
+    """Not blamed on the server: the engine records it as an internal error (test_engine)."""
+    with pytest.raises(httpcore.ConnectionNotAvailable):
+        fetch_mocked(side_effect=httpcore.ConnectionNotAvailable())
+
+
 def test_timeout_messages_name_the_configured_seconds() -> None:
     assert fetch_raising(httpcore.ConnectTimeout("x")).message == "connect not done within 3 s"
     assert fetch_raising(httpcore.ReadTimeout("x")).message == "no response headers within 7 s"
@@ -176,6 +183,23 @@ def test_connect_os_error_is_mapped_where_it_happens(
     assert trace.host_ip == "127.0.0.1"
 
 
+def test_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def never_connects(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(asyncio, "open_connection", never_connects)
+    backend = HttpxBackend(make_config(backend="httpx", connect_timeout=0.2))
+
+    async def run() -> None:
+        async with backend:
+            await backend.fetch(parse_target("http://127.0.0.1:9/"), Trace())
+
+    with pytest.raises(FetchError) as info:
+        asyncio.run(run())
+    assert (info.value.kind, info.value.phase) == ("timeout", "connect")
+    assert info.value.message == "connect not done within 0.2 s"
+
+
 class FakeWriter:
     """The asyncio.StreamWriter surface TracedStream uses; drain() raises `error` if given."""
 
@@ -196,7 +220,7 @@ class FakeWriter:
         self.aborted = True
 
     def get_extra_info(self, name: str) -> Any:
-        return None
+        return f"writer {name}"
 
 
 class FailingReader(asyncio.StreamReader):
@@ -292,3 +316,58 @@ def test_transport_works_under_async_with_httpx_async_client(hosts: LoopbackHost
     answer = asyncio.run(run())
     assert (answer.status_code, answer.http_version) == (200, "HTTP/1.1")
     assert answer.headers["content-type"] == "text/plain"
+
+
+def test_stream_answers_httpcore_s_extra_info_keys() -> None:
+    async def run() -> dict[str, Any]:
+        reader = asyncio.StreamReader()
+        reader.feed_eof()
+        stream = stream_over(reader, FakeWriter())
+        keys = ["ssl_object", "client_addr", "server_addr", "socket", "is_readable", "other"]
+        return {key: stream.get_extra_info(key) for key in keys}
+
+    assert asyncio.run(run()) == {
+        "ssl_object": "writer ssl_object",
+        "client_addr": "writer sockname",
+        "server_addr": "writer peername",
+        "socket": "writer socket",
+        "is_readable": True,  # at EOF: an idle connection the server has closed
+        "other": None,
+    }
+
+
+def test_transport_reads_bodies_for_a_client(hosts: LoopbackHosts) -> None:
+    port = hosts.serve(replies(OK))
+    backend = HttpxBackend(make_config(backend="httpx"))
+
+    async def run() -> str:
+        async with httpx.AsyncClient(transport=backend.transport) as client:
+            return (await client.get(f"http://127.0.0.1:{port}/")).text
+
+    assert asyncio.run(run()) == "hello\n"
+
+
+def test_transport_refuses_other_schemes() -> None:
+    backend = HttpxBackend(make_config(backend="httpx"))
+
+    async def run() -> None:
+        await backend.transport.handle_async_request(httpx.Request("GET", "ftp://127.0.0.1/"))
+
+    with pytest.raises(FetchError) as info:
+        asyncio.run(run())
+    assert info.value.kind == "invalid-input"
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        pytest.param([("X-N", "1")] * (MAX_HEADERS + 1), "more than 256 header fields", id="count"),
+        pytest.param([("X-Long", "a" * MAX_LINE_BYTES)], "header line longer than", id="line"),
+    ],
+)
+def test_http2_heads_are_held_to_the_http1_limits(
+    headers: list[tuple[str, str]], message: str
+) -> None:
+    """HTTP/1 heads meet the HeadParser in the stream; HTTP/2 ones these checks."""
+    with pytest.raises(ProtocolError, match=message):
+        response_head(httpx.Response(200, headers=headers), Trace())

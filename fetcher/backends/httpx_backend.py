@@ -351,9 +351,10 @@ class OneShotConnections:
         self._network = network
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        if request.url.scheme not in (b"http", b"https"):  # before .origin, which needs a port
+            scheme = request.url.scheme.decode("ascii", "replace")
+            raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         origin = request.url.origin
-        if origin.scheme not in (b"http", b"https"):
-            raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {origin.scheme!r}")
         host = origin.host.decode("ascii")
         timeout = request.extensions.get("timeout", {}).get("connect")
         stream = await self._network.connect_tcp(host, origin.port, timeout=timeout)
