@@ -541,5 +541,7 @@ __all__ = [
     "Probe",
     "TracedNetwork",
     "TracedStream",
+    "WriteFailed",
     "map_httpcore_error",
+    "map_httpcore_exceptions",
 ]
