@@ -80,12 +80,16 @@ CHANGE_KINDS = (
 _ADDED = frozenset({"appeared", "answered", "header-added"})
 _REMOVED = frozenset({"disappeared", "failed", "header-removed"})
 
-# Index entry: digest << DIGEST_SHIFT | port << PORT_SHIFT | offset.
+# Index entry: digest << DIGEST_SHIFT | port << PORT_SHIFT | offset, in 117 bits: CPython
+# stores ints in 30-bit digits, so up to 120 bits take 40 bytes, and 60-bit keys 32 (64 bits
+# would take 44 and 36: 8 MB more per million records). Two 60-bit digests of different facts
+# agree once in 10^18.
 PORT_SHIFT = 40
 DIGEST_SHIFT = 57
+DIGEST_BITS = 60
 _OFFSET_MASK = (1 << PORT_SHIFT) - 1
 _PORT_MASK = (1 << (DIGEST_SHIFT - PORT_SHIFT)) - 1
-_DIGEST_MASK = (1 << 64) - 1
+_DIGEST_MASK = (1 << DIGEST_BITS) - 1
 _ABSENT = object()  # a field the record does not carry at all (older afetch, no --tls)
 
 
@@ -134,6 +138,33 @@ class HeaderPolicy:
             if compares(name):
                 kept[name] = cookie_forms(values) if name == "set-cookie" else tuple(values)
         return kept
+
+    def digest(self, headers: Any) -> int:
+        """A digest of what `facet` keeps, built in C as far as it goes: the hot path (about
+        3 us less per record of 15 headers than hashing `facet`). It depends on header order,
+        which `facet` does not: a server that reorders costs a re-read, not a report."""
+        if not headers:
+            return 0
+        if type(headers) is not dict:
+            raise TypeError("headers is not an object")
+        decided = self._decided
+        try:
+            kept = {name: values for name, values in headers.items() if decided[name]}
+        except KeyError:  # a name not decided yet, or not cached (NAME_CACHE_LIMIT)
+            compares = self.compares
+            kept = {name: values for name, values in headers.items() if compares(name)}
+        cookies = kept.get("set-cookie")
+        if cookies:
+            kept["set-cookie"] = cookie_forms(cookies)
+        return hash(_dumps(kept))
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON bytes to hash; the stdlib writes the lone surrogates orjson refuses."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value).encode()
 
 
 def _glob(patterns: Iterable[str]) -> Any:
@@ -195,7 +226,7 @@ def _grade(record: dict[str, Any]) -> Any:
 
 
 def digest(record: dict[str, Any], options: Options) -> int:
-    """A 64-bit digest of the facts `describe` compares: equal digests, nothing to report.
+    """A 60-bit digest of the facts `describe` compares: equal digests, nothing to report.
     Raises TypeError for a record whose fields have the wrong shapes."""
     if record.get("failed"):
         return hash((True, _error_kind(record))) & _DIGEST_MASK
@@ -204,14 +235,13 @@ def digest(record: dict[str, Any], options: Options) -> int:
     if "tls" in record:
         cert = _cert(record)
         tls = (cert.get("sha256"), _expiring(cert, options.expiry_days)) if cert else None
-    headers = options.headers.facet(record.get("headers"))
     facts = (
         record.get("status_code"),
         record.get("url"),
         record.get("final_url"),
         record.get("host_ip"),
-        orjson.dumps(redirects) if redirects else None,
-        frozenset(headers.items()),
+        _dumps(redirects) if redirects else None,
+        options.headers.digest(record.get("headers")),
         tls,
         _grade(record) if "audit" in record else _ABSENT,
     )
@@ -410,7 +440,7 @@ class Side:
                     given = record.get("port")
                     port = given if isinstance(given, int) and 0 < given <= _PORT_MASK else 0
                     packed = digest(record, options) << DIGEST_SHIFT | port << PORT_SHIFT | start
-                    key = hash(record["input"])
+                    key = hash(record["input"]) & _DIGEST_MASK
                 except (TypeError, AttributeError):  # JSON, but not shaped as our records
                     packed = None
             if packed is None:

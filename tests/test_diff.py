@@ -416,7 +416,7 @@ def test_overlong_line_is_skipped_without_reading_it_whole(
 
 def test_lone_surrogates_written_by_the_stdlib_encoder_are_read(tmp_path: Path) -> None:
     """afetch falls back to the stdlib encoder for strings orjson cannot write."""
-    odd = record("a.example", reason="\udcff")
+    odd = record("a.example", reason="\udcff", headers=headers(server=["\udcff"]))
     code, out, _ = run_diff(tmp_path, [odd], [{**odd, "status_code": 201}])
     assert out == "a.example status > 200 -> 201\n"
 
