@@ -2,7 +2,7 @@
 
 Two files of a million records each must fit in a few hundred MB, so no record is kept whole.
 Each side is read once into an index, input digest -> one int packing a digest of the facts
-compared, the port and the record's file offset (about 120 bytes per record in CPython, a dict
+compared, the port and the record's file offset (about 130 bytes per record in CPython, a dict
 per input only for the inputs --ports made several records of). Only the targets whose digests
 differ are read again, by offset, to say what changed. The digest is a filter: `describe` is the
 authority, so a digest that differs for a reason no change kind reports (a `tls` field only one

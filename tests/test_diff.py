@@ -627,3 +627,16 @@ def test_real_afetch_runs_diffed(hosts: LoopbackHosts, tmp_path: Path) -> None:
         f"127.0.0.1:{port} header-added > location: /",
         f"127.0.0.1:{refused} disappeared > connection-refused",
     ]
+
+
+def test_bench_plants_and_finds_its_changes() -> None:
+    """bench/diff.py (the million-record bound, measured by hand) at a size a test can run."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "diff.py"), "--records", "3000"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    planted, reported = done.stdout.decode().splitlines()[2:4]
+    assert planted.split(None, 1)[1] == reported.split(None, 1)[1]
+    assert "'changed': 36" in reported
