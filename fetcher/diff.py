@@ -136,7 +136,10 @@ class HeaderPolicy:
         kept = {}
         for name, values in headers.items():
             if compares(name):
-                kept[name] = cookie_forms(values) if name == "set-cookie" else tuple(values)
+                if name == "set-cookie":
+                    kept[name] = cookie_forms(values)
+                else:  # a list of strings in afetch's records; anything else, as one value
+                    kept[name] = tuple(values) if isinstance(values, list) else (values,)
         return kept
 
     def digest(self, headers: Any) -> int:
@@ -601,9 +604,12 @@ def _show(value: Any) -> str:
 
 
 def _chain(redirects: Any) -> str:
-    if not redirects:
-        return "none"
-    hops = [f"{hop.get('status_code')} {hop.get('location')}" for hop in redirects]
+    if not redirects or not isinstance(redirects, list):
+        return _show(redirects or None)
+    hops = [
+        f"{hop.get('status_code')} {hop.get('location')}" if isinstance(hop, dict) else str(hop)
+        for hop in redirects
+    ]
     return " > ".join(hops)
 
 

@@ -640,3 +640,124 @@ def test_bench_plants_and_finds_its_changes() -> None:
     planted, reported = done.stdout.decode().splitlines()[2:4]
     assert planted.split(None, 1)[1] == reported.split(None, 1)[1]
     assert "'changed': 36" in reported
+
+
+def test_odd_shapes_are_malformed_lines_not_crashes(tmp_path: Path) -> None:
+    odd = [
+        record("a.example", headers="server: x"),
+        record("b.example", headers=[["a", "b"]]),
+        record("c.example", headers={"server": 5}),
+        record("d.example", redirects={1: 2}),
+    ]
+    old = [record("c.example"), record("d.example")]
+    code, out, err = run_diff(tmp_path, old, [*odd, record("e.example")])
+    # JSON of other shapes than afetch writes, but records: compared as they are.
+    assert (code, out) == (1, (
+        "c.example header-changed > server: nginx/1.18 -> 5\n"
+        "c.example header-removed > content-type: text/html\n"
+        "d.example redirects > none -> {'1': 2}\n"
+        "e.example appeared > 200\n"
+    ))  # fmt: skip
+    _, out, _ = run_diff(tmp_path, [record(redirects=["x", REDIRECT[0]])], [record()])
+    assert out == "example.com redirects > x > 301 https://example.com/ -> none\n"
+    assert "2 lines are not records, skipped (first: line 1)" in err
+
+
+def test_records_without_headers_compare(tmp_path: Path) -> None:
+    bare = {"input": "x.example", "status_code": 200}
+    assert run_diff(tmp_path, [bare], [{**bare, "headers": {}}])[:2] == (0, "")
+    code, out, _ = run_diff(tmp_path, [bare], [{**bare, "headers": {"server": ["a"]}}])
+    assert out == "x.example header-added > server: a\n"
+
+
+def test_ports_on_one_side_only_and_repeated_ports(tmp_path: Path) -> None:
+    def at(port: int, text: str = "example.com", **changes: Any) -> dict[str, Any]:
+        url = f"http://{text}:{port}/"
+        return record(text, port=port, url=url, final_url=url, **changes)
+
+    # One record before, several after: matched by port.
+    code, out, _ = run_diff(tmp_path, [at(443)], [at(80), at(443, status_code=500)])
+    assert out.splitlines() == [
+        "example.com:80 appeared > 200",
+        "example.com:443 status > 200 -> 500",
+    ]
+    # Several before, none after; a port recorded twice.
+    old = [at(80, "gone.example"), at(443, "gone.example"), at(443, "gone.example")]
+    code, out, err = run_diff(tmp_path, old, [at(80)])
+    assert out.splitlines() == [
+        "example.com appeared > 200",
+        "gone.example:80 disappeared > 200",
+        "gone.example:443 disappeared > 200",
+    ]
+    assert "1 records repeat" in err
+    ipv6 = record("[2001:db8::1]", port=80, path="/x")
+    assert diff._label(ipv6, True) == "[2001:db8::1]:80/x"
+
+
+def test_a_file_changed_while_being_read_is_trouble(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    write(path, [record("a.example"), record("b.example")])
+    side = diff.Side(str(path))
+    side.index(Options())
+    path.write_text("x" * path.stat().st_size)
+    packed = side.entries[hash("b.example") & diff._DIGEST_MASK]
+    assert isinstance(packed, int)
+    with pytest.raises(diff.DiffError, match="changed while being read"):
+        side.record(packed)
+    side.close()
+
+
+def test_a_file_too_large_to_index_is_trouble(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(diff, "MAX_FILE_SIZE", 100)
+    big = write(tmp_path / "big.jsonl", [record()])
+    code, _, err = invoke(big, big)
+    assert code == 2 and "larger than" in err
+
+
+def test_whitespace_after_the_last_line_is_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path / "new.jsonl", [record()], tail="   ")
+    assert invoke(path, path) == (0, "", "")
+
+
+def test_audit_and_json_fallbacks(tmp_path: Path) -> None:
+    code, out, _ = run_diff(tmp_path, [record(audit=None)], [record(audit={"grade": "A"})])
+    assert out == "example.com grade > none -> A\n"
+    odd = record("a.example", headers=headers(server=["\udcff"]))
+    _, out, _ = run_diff(tmp_path, [record("a.example")], [odd], "--json")
+    assert json.loads(out)["changes"][0]["new"] == ["\udcff"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+FIELDS = ["status_code", "url", "final_url", "host_ip", "headers", "redirects", "failed", "error",
+          "tls", "audit", "port", "host", "path"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.dictionaries(st.sampled_from(FIELDS), JSON)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_property_any_json_fields_never_crash(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Whatever the fields hold, each line is a record or a counted malformed line: never a
+    traceback, always diff's status."""
+    tmp = tmp_path_factory.mktemp("any")
+    half = len(rows) // 2
+    old = [{"input": text, **fields} for text, fields in rows[:half]]
+    new = [{"input": text, **fields} for text, fields in rows[half:]]
+    for args in ((), ("--json",)):
+        code, out, err = run_diff(tmp, old, new, *args)
+        assert code in (0, 1, 2), err
+        assert "internal error" not in err
