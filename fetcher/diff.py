@@ -433,8 +433,6 @@ class Side:
                 if record is None and line.lstrip().startswith(b"{"):
                     tally.torn = True
                     break
-            elif len(line) < 3 and line.isspace():
-                continue
             else:
                 record = parse_line(line)
             packed = None
@@ -447,6 +445,8 @@ class Side:
                 except (TypeError, AttributeError):  # JSON, but not shaped as our records
                     packed = None
             if packed is None:
+                if line.isspace():  # a blank line: checked only here, off the hot path
+                    continue
                 tally.note_malformed(line_number)
                 if not tally.records:
                     probed += 1
@@ -550,7 +550,7 @@ def compare(old: Side, new: Side, options: Options) -> Iterator[TargetDiff | Non
         if isinstance(after, int) and not isinstance(before, dict):
             yield _pair(old, new, before, after, False, options)
             continue
-        by_port = True
+        # Several records for this input on one side at least (--ports): match port by port.
         afters = after if isinstance(after, dict) else {_port_of(after): after}
         befores: dict[int, int] = {}
         if isinstance(before, dict):
@@ -558,9 +558,9 @@ def compare(old: Side, new: Side, options: Options) -> Iterator[TargetDiff | Non
         elif before is not None:
             befores = {_port_of(before): before}
         for port, packed in afters.items():
-            yield _pair(old, new, befores.pop(port, None), packed, by_port, options)
+            yield _pair(old, new, befores.pop(port, None), packed, True, options)
         for packed in befores.values():
-            yield _gone(old, packed, by_port)
+            yield _gone(old, packed, True)
     for before in remaining.values():
         if isinstance(before, dict):
             for packed in before.values():
