@@ -761,3 +761,72 @@ def test_property_any_json_fields_never_crash(
         code, out, err = run_diff(tmp, old, new, *args)
         assert code in (0, 1, 2), err
         assert "internal error" not in err
+
+
+def mixed_run(path: Path, count: int, version: int, tail: str = "") -> str:
+    """`count` targets, one in 7 changed in version 1, a --ports input, a target recorded twice,
+    a malformed line, and about 1 KB per record (as real ones)."""
+    padding = {"x-padding": ["p" * 700]}
+    rows = []
+    for n in range(count):
+        status = 500 if version and n % 7 == 0 else 200
+        rows.append(record(f"h{n}.example", status_code=status, headers=headers(**padding)))
+    rows.append(record("h1.example", status_code=404 + version))
+    url = "http://example.com:8080/"
+    rows.append(record(port=8080, url=url, final_url=url, host_ip=f"192.0.2.{version}"))
+    rows.append(record())
+    write(path, rows, tail=tail)
+    with open(path, "a") as handle:
+        handle.write("not a record\n")
+    return str(path)
+
+
+def test_index_written_by_a_child_reads_back_the_same(tmp_path: Path) -> None:
+    path = mixed_run(tmp_path / "run.jsonl", 50, 0, tail=json.dumps(record())[:40])
+    direct = diff.Side(path)
+    direct.index(Options())
+    child = diff.Side(path)
+    with open(tmp_path / "index", "w+b") as scratch:
+        child.write_index(Options(), scratch)
+        scratch.seek(0)
+        loaded = diff.Side(path)
+        loaded.read_index(scratch)
+    assert loaded.entries == direct.entries
+    assert loaded.tally == direct.tally
+    assert (direct.tally.duplicates, direct.tally.malformed, direct.tally.torn) == (1, 1, False)
+    for side in (direct, child, loaded):
+        side.close()
+    (tmp_path / "hosts.txt").write_text("example.com\n")
+    foreign = diff.Side(str(tmp_path / "hosts.txt"))
+    with open(tmp_path / "index", "w+b") as scratch:
+        foreign.write_index(Options(), scratch)
+        scratch.seek(0)
+        with pytest.raises(diff.DiffError, match="not afetch JSON Lines"):
+            foreign.read_index(scratch)
+    foreign.close()
+
+
+def test_big_files_are_indexed_in_two_processes_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above PARALLEL_MIN_BYTES the process forks (no other thread runs in a fresh process):
+    its output must be the sequential path's, warnings included."""
+    count = diff.PARALLEL_MIN_BYTES // 900
+    old = mixed_run(tmp_path / "old.jsonl", count, 0)
+    new = mixed_run(tmp_path / "new.jsonl", count, 1)
+    assert Path(new).stat().st_size > diff.PARALLEL_MIN_BYTES
+    forked = python_m("--stats", old, new)
+    monkeypatch.setattr(diff, "PARALLEL_MIN_BYTES", 1 << 62)
+    code, out, err = invoke("--stats", old, new)
+    assert forked.returncode == code == 1
+    assert forked.stdout.decode() == out
+    assert forked.stderr.decode() == err
+    assert forked.stdout.count(b" status > 200 -> 500\n") == len(range(0, count, 7))
+    assert b"example.com:8080 address > 192.0.2.0 -> 192.0.2.1\n" in forked.stdout
+    assert forked.stderr.count(b"not records") == 2
+    (tmp_path / "hosts.txt").write_text("example.com\n" * (count * 80))
+    done = python_m(old, str(tmp_path / "hosts.txt"))
+    assert done.returncode == 2
+    assert done.stderr.endswith(
+        b"hosts.txt: not afetch JSON Lines (no record in its first lines)\n"
+    )
