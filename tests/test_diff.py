@@ -824,9 +824,11 @@ def test_big_files_are_indexed_in_two_processes_with_the_same_result(
     assert forked.stdout.count(b" status > 200 -> 500\n") == len(range(0, count, 7))
     assert b"example.com:8080 address > 192.0.2.0 -> 192.0.2.1\n" in forked.stdout
     assert forked.stderr.count(b"not records") == 2
+    # NEW foreign (found by the child), then OLD foreign (the child is stopped).
     (tmp_path / "hosts.txt").write_text("example.com\n" * (count * 80))
-    done = python_m(old, str(tmp_path / "hosts.txt"))
-    assert done.returncode == 2
-    assert done.stderr.endswith(
-        b"hosts.txt: not afetch JSON Lines (no record in its first lines)\n"
-    )
+    for args in ((old, str(tmp_path / "hosts.txt")), (str(tmp_path / "hosts.txt"), new)):
+        done = python_m(*args)
+        assert done.returncode == 2
+        assert done.stderr.endswith(
+            b"hosts.txt: not afetch JSON Lines (no record in its first lines)\n"
+        )
