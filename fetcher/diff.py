@@ -6,7 +6,8 @@ compared, the port and the record's file offset (about 130 bytes per record in C
 per input only for the inputs --ports made several records of). Only the targets whose digests
 differ are read again, by offset, to say what changed. The digest is a filter: `describe` is the
 authority, so a digest that differs for a reason no change kind reports (a `tls` field only one
-run has) costs a re-read, never a false report.
+run has) costs a re-read, never a false report. On big files NEW is indexed in a forked child
+while OLD is indexed here, one file per core (`_index_both`).
 
 Matching: records pair by input and port. An input with one record on each side pairs whatever
 the ports (`--scheme auto` answered on 443 one day, on 80 the next: a changed URL, not a target
@@ -16,7 +17,6 @@ appended by two runs) counts as a duplicate, and its last record stands.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import fnmatch
 import json
@@ -29,7 +29,7 @@ import tempfile
 import threading
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import IO, Any, BinaryIO
 
 import click
@@ -502,7 +502,7 @@ class Side:
                 keys.append(key)
                 highs.append(packed >> 64)
                 lows.append(packed & _LOW_MASK)
-            header = {"tally": dataclasses.asdict(self.tally), "count": len(keys)}
+            header = {"tally": asdict(self.tally), "count": len(keys)}
         except DiffError as exc:
             header = {"error": str(exc)}
         except OSError as exc:
@@ -878,6 +878,7 @@ def wants_colour(choice: str, stream: Any, environ: dict[str, str] | None = None
 @click.option(
     "--expiry-days",
     type=click.IntRange(min=0),
+    metavar="DAYS",
     default=DEFAULT_EXPIRY_DAYS,
     show_default=True,
     help="A certificate with this many days left is expiring.",
