@@ -832,3 +832,17 @@ def test_big_files_are_indexed_in_two_processes_with_the_same_result(
         assert done.stderr.endswith(
             b"hosts.txt: not afetch JSON Lines (no record in its first lines)\n"
         )
+
+
+def test_describe_and_facet_alone() -> None:
+    """describe is the authority the digest filters for: usable, and right, on its own."""
+    other = failed(error=FetchTimeout("no connection within 5 s", "connect"))
+    assert diff.describe(failed(), other, Options()) == []
+    assert diff.describe(record(), record(), Options()) == []
+    assert diff.describe(record(), record(status_code=500), Options()) == [
+        diff.Change("status", 200, 500)
+    ]
+    with pytest.raises(TypeError):
+        HeaderPolicy().facet("server: x")
+    reordered = record(headers=dict(reversed(list(headers().items()))))
+    assert diff.describe(record(), reordered, Options()) == []
