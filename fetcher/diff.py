@@ -54,7 +54,7 @@ DEFAULT_EXPIRY_DAYS = 30
 NAME_CACHE_LIMIT = 10_000
 
 # Headers whose values change from one response to the next on an unchanged site: ignored unless
-# --only-header asks for them. Globs as in --ignore-header. Listed in docs/diff.md.
+# --only-header asks for them. Globs as in --ignore-header. Listed in the README (afetch diff).
 DEFAULT_IGNORED_HEADERS = (
     # Clocks and caches: every response, or every cache refresh.
     "date", "age", "expires", "last-modified", "etag", "retry-after",

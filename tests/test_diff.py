@@ -30,7 +30,7 @@ from fetcher.diff import (
     wants_colour,
 )
 from fetcher.errors import ConnectionRefused, FetchTimeout
-from fetcher.loopback import LoopbackHosts, read_request, response
+from fetcher.loopback import LoopbackDNS, LoopbackHosts, read_request, response
 from fetcher.models import RECORD_FIELDS, Redirect, Result
 from fetcher.targets import parse_target
 
@@ -304,7 +304,7 @@ def test_header_policy_caches_a_bounded_number_of_names(monkeypatch: pytest.Monk
 
 
 def test_docs_list_every_default_ignored_header() -> None:
-    docs = (ROOT / "docs" / "diff.md").read_text()
+    docs = (ROOT / "README.md").read_text()
     missing = [name for name in DEFAULT_IGNORED_HEADERS if f"`{name}`" not in docs]
     assert missing == []
     assert all(f"`{kind}`" in docs for kind in CHANGE_KINDS)
@@ -846,3 +846,21 @@ def test_describe_and_facet_alone() -> None:
         HeaderPolicy().facet("server: x")
     reordered = record(headers=dict(reversed(list(headers().items()))))
     assert diff.describe(record(), reordered, Options()) == []
+
+
+def test_afetch_diff_runs_the_diff_and_a_host_called_diff_is_still_a_host(
+    tmp_path: Path, hosts: LoopbackHosts
+) -> None:
+    """`afetch diff A B` is the diff (its own exit status); `afetch -- diff` fetches a host."""
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text('{"input":"a","port":80,"status_code":200,"headers":{},"failed":false}\n')
+    new.write_text('{"input":"a","port":80,"status_code":301,"headers":{},"failed":false}\n')
+    command = [sys.executable, "-m", "fetcher"]
+    done = subprocess.run([*command, "diff", str(old), str(new)], capture_output=True, timeout=60)
+    assert done.returncode == 1 and b"a status > 200 -> 301" in done.stdout, done
+    dns = hosts.serve_dns(LoopbackDNS({}))  # knows no names: diff is no name it has
+    args = ["--json", "--resolver", f"127.0.0.1:{dns}", "--", "diff"]
+    done = subprocess.run([*command, *args], capture_output=True, timeout=60)
+    assert done.returncode == 1, done
+    assert json.loads(done.stdout)["input"] == "diff"
+    assert json.loads(done.stdout)["error"]["kind"] == "dns-error"
