@@ -399,7 +399,8 @@ option = functools.partial(click.option, show_default=True)
     "output_format",
     type=click.Choice(FORMATS),
     default="text",
-    help="Output format.",
+    metavar="FORMAT",
+    help="text, line (one per target), jsonl or csv.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Same as --format jsonl.")
 @option(
@@ -408,7 +409,7 @@ option = functools.partial(click.option, show_default=True)
     show_default="all",
     callback=_parsed(_names),
     metavar="NAMES",
-    help="Comma-separated fields to write (jsonl, csv).",
+    help="Fields to write (line, jsonl, csv), comma-separated.",
 )
 @click.option(
     "-o",
@@ -560,7 +561,7 @@ def afetch(
         for path in lists:
             if path != STDIN and os.path.samefile(path, output):
                 raise click.UsageError(f"-o {output} is also read with -l: use another file")
-    chosen = make_format(config.output)
+    chosen = make_format(config.output, colour=console.colour)
     lines = read_lines(targets, lists)
     recorded = None
     try:

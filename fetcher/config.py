@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .models import CSV_COLUMNS, RECORD_FIELDS
+from .models import CSV_COLUMNS, LINE_FIELDS, RECORD_FIELDS
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ ORDERS = ("completion", "input")
 LOOPS = ("auto", "uvloop", "asyncio")
 SCHEMES = ("http", "https", "auto")
 HTTP_VERSIONS = ("1.1", "1.0")
-FORMATS = ("text", "jsonl", "csv")
+FORMATS = ("text", "line", "jsonl", "csv")
 # The most ports one --ports list may name: every TCP port once.
 MAX_PORT = 65535
 DNS_PORT = 53
@@ -216,7 +216,7 @@ class Output:
         if self.fields:
             known = field_names(self.format)
             if not known:
-                raise ConfigError("--fields applies to --format jsonl and csv only")
+                raise ConfigError("--fields applies to --format line, jsonl and csv only")
             unknown = [name for name in self.fields if name not in known]
             if unknown:
                 raise ConfigError(
@@ -233,7 +233,7 @@ class Output:
 
 def field_names(format_name: str) -> tuple[str, ...]:
     """The fields --fields may choose from for a format (none for text)."""
-    return {"jsonl": RECORD_FIELDS, "csv": CSV_COLUMNS}.get(format_name, ())
+    return {"jsonl": RECORD_FIELDS, "csv": CSV_COLUMNS, "line": LINE_FIELDS}.get(format_name, ())
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""`make demo`: afetch against a handful of local hosts, in text and then JSON Lines.
+"""`make demo`: afetch against a handful of local hosts, in text, one line each, JSON Lines.
 
 Needs nothing from the internet: the hosts are scripted servers on 127.0.0.1 (see loopback.py),
 and the TLS host's certificate comes from a throwaway CA made by trustme, which the `demo` extra
@@ -51,7 +51,12 @@ def main() -> int:
             str(ca_file),
         ]
 
-        for title, extra in (("text", []), ("JSON Lines", ["--json"])):
+        formats = (
+            ("text", []),
+            ("one line per target", ["--format", "line"]),
+            ("JSON Lines", ["--json"]),
+        )
+        for title, extra in formats:
             flags = " ".join(["-t", str(DEMO_TIMEOUT), "--cacert", "demo-ca.pem", *extra])
             print(f"\n$ afetch {flags} <the 6 demo hosts>")
             print(f"# {title}: a 200, a redirect, TLS, a silent host, a refused port, bad input")

@@ -26,6 +26,11 @@ CSV_COLUMNS = (
     "failed", "error_kind", "error_phase", "error_message", "timestamp", "backend",
 )  # fmt: skip
 _CSV_HEADERS = {"content_type", "content_length", "server", "location"}
+# The brackets of --format line, in order (README "One line per target"); --fields picks some.
+LINE_FIELDS = (
+    "server", "content_type", "content_length", "host_ip", "total_ms", "redirect_count",
+    "tls_expiry", "audit_grade",
+)  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""Writers: seed-style text, JSON Lines and CSV, to stdout and optionally to a JSON Lines file.
+"""Writers: seed-style text, one line per target, JSON Lines and CSV, to stdout and optionally
+to a JSON Lines file.
 
 Every record is formatted into whole lines before any byte of it is written, and batches are
 written on complete-line boundaries, so no reader sees half a record.
@@ -21,7 +22,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from .config import Output
-from .models import CSV_COLUMNS, RECORD_FIELDS, Result
+from .models import CSV_COLUMNS, LINE_FIELDS, RECORD_FIELDS, Result
 
 Formatter = Callable[[Result], str]
 STDOUT = "-"  # as the -o FILE: the JSON Lines records go to stdout
@@ -67,6 +68,80 @@ def _scheme_line(label: str, result: Result) -> str:
         if attempt.error is not None
     )
     return f"{label} scheme > {last.url.partition(':')[0]} ({escape(reasons)})\n"
+
+
+# --format line on a terminal: the status in its class's SGR colour (2xx green, 3xx cyan, 4xx
+# yellow, 5xx red, 1xx blue), the error kind of a failure in red. Never in a pipe or a file.
+_STATUS_COLOURS = {1: "34", 2: "32", 3: "36", 4: "33", 5: "31"}
+_ERROR_COLOUR = "31"
+
+
+def line_formatter(fields: Sequence[str] = (), *, colour: bool = False) -> Formatter:
+    """`--format line`: `URL [200 OK] [server] [type] [length] [ip] [12ms] ...` per target, the
+    URL the final one (after -L, the scheme that answered with --scheme auto), the brackets
+    those of `fields` that the record has (all of LINE_FIELDS if empty); a failure is
+    `URL [error-kind] message`."""
+    chosen = tuple(fields) or LINE_FIELDS
+
+    def format_line(result: Result) -> str:
+        url = escape(result.final_url or result.label)
+        error = result.error
+        if error is not None:
+            kind = _paint(error.kind, _ERROR_COLOUR, colour)
+            return f"{url} [{kind}] {escape(error.message)}\n"
+        status = escape(f"{result.status_code} {result.reason or ''}".rstrip())
+        code = result.status_code or 0
+        parts = [url, f"[{_paint(status, _STATUS_COLOURS.get(code // 100, ''), colour)}]"]
+        facts = _line_facts(result, chosen)
+        parts.extend(f"[{escape(facts[name])}]" for name in chosen if facts.get(name))
+        return " ".join(parts) + "\n"
+
+    return format_line
+
+
+def _paint(text: str, sgr: str, colour: bool) -> str:
+    return f"\x1b[{sgr}m{text}\x1b[0m" if colour and sgr else text
+
+
+def _line_facts(result: Result, chosen: Sequence[str]) -> dict[str, str]:
+    """LINE_FIELDS name -> its bracket's text, for the facts this record has."""
+    headers = result.headers_by_name()
+    facts = {
+        name: values[0]
+        for name, values in (
+            ("server", headers.get("server")),
+            ("content_type", headers.get("content-type")),
+            ("content_length", headers.get("content-length")),
+        )
+        if values
+    }
+    if result.host_ip:
+        facts["host_ip"] = result.host_ip
+    total = result.timings.get("total")
+    if total is not None:
+        facts["total_ms"] = f"{total:.0f}ms"
+    if result.redirects:
+        count = len(result.redirects)
+        facts["redirect_count"] = f"{count} redirect{'s' if count > 1 else ''}"
+    if "tls_expiry" in chosen or "audit_grade" in chosen:
+        # Fields other features add to the record (`tls`, `audit`): shown when present.
+        record = result.to_record()
+        cert = ((record.get("tls") or {}).get("cert")) or {}
+        if cert.get("not_after") or cert.get("days_left") is not None:
+            facts["tls_expiry"] = _expiry(cert.get("not_after"), cert.get("days_left"))
+        grade = (record.get("audit") or {}).get("grade")
+        if grade:
+            facts["audit_grade"] = f"grade {grade}"
+    return facts
+
+
+def _expiry(not_after: object, days_left: object) -> str:
+    """`cert expires 2027-03-01 (89 days)`, or `cert expired 2026-01-01` once it has."""
+    date = str(not_after)[:10] if not_after else ""
+    if isinstance(days_left, int) and days_left < 0:
+        return f"cert expired {date}".rstrip()
+    text = f"cert expires {date}".rstrip()
+    return f"{text} ({days_left} days)" if isinstance(days_left, int) else text
 
 
 def format_jsonl(result: Result) -> str:
@@ -138,12 +213,14 @@ class Format:
     header: str = ""
 
 
-def make_format(output: Output) -> Format:
-    """The writer's format for --format/--fields."""
+def make_format(output: Output, *, colour: bool = False) -> Format:
+    """The writer's format for --format/--fields; `colour` (a terminal) for --format line."""
     if output.format == "csv":
         return Format(csv_formatter(output.fields), csv_line(output.fields or CSV_COLUMNS))
     if output.format == "jsonl":
         return Format(jsonl_formatter(output.fields))
+    if output.format == "line":
+        return Format(line_formatter(output.fields, colour=colour))
     return Format(format_text)
 
 
@@ -158,10 +235,17 @@ class Console:
     stdin_tty: bool
     stdout_tty: bool
     stderr_tty: bool
+    no_colour: bool = False  # NO_COLOR is set (no-color.org)
 
     @classmethod
     def detect(cls) -> Console:
-        return cls(_isatty(sys.stdin), _isatty(sys.stdout), _isatty(sys.stderr))
+        no_colour = bool(os.environ.get("NO_COLOR"))
+        return cls(_isatty(sys.stdin), _isatty(sys.stdout), _isatty(sys.stderr), no_colour)
+
+    @property
+    def colour(self) -> bool:
+        """Colour on stdout: a terminal, and NO_COLOR unset."""
+        return self.stdout_tty and not self.no_colour
 
 
 def _isatty(stream: object) -> bool:

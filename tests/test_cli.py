@@ -800,3 +800,15 @@ def test_an_empty_ports_key_in_a_config_file_is_the_default(ok_port: int, tmp_pa
     code, out, err = invoke("--config", str(config), "--json", f"127.0.0.1:{ok_port}")
     assert code == 0, err
     assert json.loads(out)["port"] == ok_port
+
+
+def test_format_line_after_redirects_names_the_final_url(hosts: LoopbackHosts) -> None:
+    final = hosts.serve(replies(response("200 OK", [("Server", "demo")])))
+    moved = response("302 Found", [("Location", f"http://127.0.0.1:{final}/end")])
+    start = hosts.serve(replies(moved))
+    code, out, err = invoke("--format", "line", "-L", f"127.0.0.1:{start}", "127.0.0.1:1")
+    assert code == 1, err
+    lines = sorted(out.splitlines())
+    assert lines[0] == "http://127.0.0.1:1/ [connection-refused] connection refused"
+    assert lines[1].startswith(f"http://127.0.0.1:{final}/end [200 OK] [demo] [6] [127.0.0.1] [")
+    assert lines[1].endswith("ms] [1 redirect]") and "\x1b" not in out

@@ -24,6 +24,8 @@ def test_demo_runs_offline_and_shows_seed_style_lines(capfd: pytest.CaptureFixtu
     assert "error > timeout: no response headers within 2 s" in out
     assert "error > connection-refused" in out
     assert "not a host error > invalid-input" in out
+    assert "[200 OK] [demo] [text/html] [6] [127.0.0.1] [" in out  # the --format line pass
+    assert "not a host [invalid-input] target contains whitespace" in out
     assert '"status_code":200' in out  # the JSON Lines pass
 
 

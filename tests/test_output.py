@@ -367,3 +367,85 @@ def test_a_write_error_reported_at_close_names_the_file(
         writer.close()
     monkeypatch.undo()
     assert len(closed) == 1 and out.read_text().count("\n") == 1
+
+
+# --- --format line ------------------------------------------------------------------------------
+
+
+def test_line_format_is_one_line_with_the_facts_in_brackets() -> None:
+    from fetcher.output import line_formatter
+
+    headers = [("Server", "nginx"), ("Content-Type", "text/html"), ("Content-Length", "5")]
+    result = ok_result(headers)
+    assert line_formatter()(result) == (
+        "http://www.sohu.com/ [200 OK] [nginx] [text/html] [5] [192.0.2.7] [6ms]\n"
+    )
+    # --fields chooses the brackets and their order; a fact the record lacks is left out.
+    chosen = line_formatter(["host_ip", "server", "redirect_count"])
+    assert chosen(result) == "http://www.sohu.com/ [200 OK] [192.0.2.7] [nginx]\n"
+
+
+def test_line_format_shows_the_final_url_and_redirect_count() -> None:
+    from fetcher.models import Redirect
+    from fetcher.output import line_formatter
+
+    result = ok_result()
+    result.redirects = [Redirect("http://www.sohu.com/", 301, "https://www.sohu.com/")] * 2
+    result.final_target = parse_target("https://www.sohu.com/")
+    line = line_formatter(["redirect_count"])(result)
+    assert line == "https://www.sohu.com/ [200 OK] [2 redirects]\n"
+
+
+def test_line_format_failure_names_the_kind() -> None:
+    from fetcher.errors import InvalidInput
+    from fetcher.output import line_formatter
+
+    assert line_formatter()(failed_result()) == (
+        "http://www.bad.example/ [timeout] no response headers within 10 s\n"
+    )
+    bad = Result("not a host", None, "GET", "raw", error=InvalidInput("invalid host"))
+    assert line_formatter()(bad) == "not a host [invalid-input] invalid host\n"
+
+
+def test_line_format_colours_the_status_only_when_asked() -> None:
+    from fetcher.output import line_formatter
+
+    assert "\x1b" not in line_formatter()(ok_result())
+    assert line_formatter(colour=True)(ok_result()).startswith(
+        "http://www.sohu.com/ [\x1b[32m200 OK\x1b[0m]"
+    )
+    assert "[\x1b[31mtimeout\x1b[0m]" in line_formatter(colour=True)(failed_result())
+    # A server's bytes never colour anything themselves.
+    evil = ok_result([("Server", "\x1b[31mred")])
+    assert "\x1b[31mred" not in line_formatter(["server"], colour=True)(evil)
+
+
+def test_line_format_shows_tls_expiry_and_grade_when_records_carry_them() -> None:
+    from fetcher.output import line_formatter
+
+    class WithExtras(Result):
+        __slots__ = ()
+
+        def to_record(self) -> dict[str, object]:
+            record = super().to_record()
+            record["tls"] = {"cert": {"not_after": "2027-03-01T00:00:00Z", "days_left": 89}}
+            record["audit"] = {"grade": "B+"}
+            return record
+
+    plain = ok_result()
+    result = WithExtras(plain.input, plain.target, "GET", "raw", status_code=200, reason="OK")
+    line = line_formatter(["tls_expiry", "audit_grade"])(result)
+    assert line == "http://www.sohu.com/ [200 OK] [cert expires 2027-03-01 (89 days)] [grade B+]\n"
+    assert line_formatter(["tls_expiry"])(plain) == "http://www.sohu.com/ [200 OK]\n"
+    from fetcher.output import _expiry
+
+    assert _expiry("2026-01-01T00:00:00Z", -3) == "cert expired 2026-01-01"
+    assert _expiry(None, 5) == "cert expires (5 days)"
+
+
+def test_console_colour_needs_a_terminal_and_no_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Console(False, True, False).colour
+    assert not Console(False, False, False).colour
+    assert not Console(False, True, False, no_colour=True).colour
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert Console.detect().no_colour
