@@ -51,7 +51,7 @@ def main() -> int:
             str(ca_file),
         ]
 
-        formats = (
+        formats: tuple[tuple[str, list[str]], ...] = (
             ("text", []),
             ("one line per target", ["--format", "line"]),
             ("JSON Lines", ["--json"]),
