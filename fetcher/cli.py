@@ -21,7 +21,6 @@ from .config import (
     DEFAULT_USER_AGENT,
     FORMATS,
     LOOPS,
-    METHODS,
     ORDERS,
     SCHEMES,
     Config,
@@ -287,10 +286,9 @@ option = functools.partial(click.option, show_default=True)
 @option(
     "-X",
     "--method",
-    type=click.Choice(METHODS, case_sensitive=False),
     default="GET",
-    metavar="GET|HEAD",
-    help="Request method.",
+    metavar="METHOD",
+    help="Request method: GET, HEAD, OPTIONS... (no body).",
 )
 @option(
     "-H",
@@ -515,7 +513,7 @@ def afetch(
             timeouts=Timeouts(total=timeout, connect=connect_timeout),
             limits=Limits(concurrency=concurrency, per_host=per_host, rate=rate, retries=retries),
             request=Request(
-                method=method.upper(),
+                method=method,
                 user_agent=user_agent,
                 headers=headers,
                 verify=not insecure,

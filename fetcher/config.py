@@ -22,7 +22,11 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_USER_AGENT = f"afetch/{__version__}"
 DEFAULT_ACCEPT = "*/*"
 DEFAULT_MAX_REDIRECTS = 10
-METHODS = ("GET", "HEAD")
+# Methods whose requests are expected to carry content: sent with Content-Length: 0 (as httpx
+# does), so a server neither waits for a body nor answers 411 Length Required.
+CONTENT_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# An RFC 9110 token (section 5.6.2): what a method may be.
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 BACKENDS = ("raw", "httpx")
 ORDERS = ("completion", "input")
 LOOPS = ("auto", "uvloop", "asyncio")
@@ -94,8 +98,14 @@ class Request:
     http2: bool = False
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not TOKEN.fullmatch(self.method):
+            raise ConfigError(
+                f"method must be an HTTP token such as GET or OPTIONS, got {self.method!r}"
+            )
+        # In capitals, as httpx sends every method whatever it is given: both backends agree.
+        object.__setattr__(self, "method", self.method.upper())
+        if self.method == "CONNECT":
+            raise ConfigError("method CONNECT asks a proxy for a tunnel: use -x/--proxy URL")
         if self.http_version not in HTTP_VERSIONS:
             raise ConfigError(f"http version must be 1.1 or 1.0, got {self.http_version!r}")
         if self.max_redirects < 0:
@@ -127,6 +137,8 @@ class Request:
             ("Accept", DEFAULT_ACCEPT),
             ("Connection", "close"),
         ]
+        if self.method in CONTENT_METHODS:
+            base.append(("Content-Length", "0"))
         host = self.host_header
         own = [h for h in base if h[0].lower() not in given]
         rest = [h for h in self.headers if h is not host]

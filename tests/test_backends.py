@@ -275,6 +275,32 @@ def test_request_bytes_are_the_same(hosts: LoopbackHosts, fetch: FetchOne) -> No
 
 
 @pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        pytest.param("OPTIONS", b"", id="options"),
+        pytest.param("PROPFIND", b"", id="webdav"),
+        pytest.param("X-CUSTOM.1", b"", id="any-token"),
+        pytest.param("POST", b"Content-Length: 0\r\n", id="post-says-no-body"),
+    ],
+)
+def test_any_method_token_is_sent_without_a_body(
+    hosts: LoopbackHosts, fetch: FetchOne, method: str, extra: bytes
+) -> None:
+    seen: list[bytes] = []
+    port = hosts.serve(recording(OK, seen))
+    result = fetch(f"127.0.0.1:{port}/", method=method, user_agent="probe/1")
+    assert result.status_code == 200 and result.method == method
+    assert seen == [
+        method.encode()
+        + b" / HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{port}\r\n".encode()
+        + b"User-Agent: probe/1\r\nAccept: */*\r\nConnection: close\r\n"
+        + extra
+        + b"\r\n"
+    ]
+
+
+@pytest.mark.parametrize(
     ("given", "expected"),
     [
         pytest.param(

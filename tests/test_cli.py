@@ -86,7 +86,7 @@ def test_output_file_appends_the_same_records(ok_port: int, tmp_path: Path) -> N
         pytest.param(["-c", "0", "x"], "--concurrency", id="concurrency"),
         pytest.param(["-t", "-1", "x"], "--timeout", id="timeout"),
         pytest.param(["--backend", "curl", "x"], "--backend", id="backend"),
-        pytest.param(["-X", "POST", "x"], "--method", id="method"),
+        pytest.param(["-X", "GE T", "x"], "HTTP token", id="method"),
         pytest.param(["-H", "no colon", "x"], "Name: value", id="header"),
         pytest.param(["-l", "/no/such/file"], "does not exist", id="missing-list"),
         pytest.param(["--nope"], "No such option", id="unknown-option"),

@@ -182,3 +182,16 @@ def test_unknown_key_and_bad_toml_name_the_file(tmp_path: Path) -> None:
         load(tmp_path, "concurrency = \n")
     with pytest.raises(ConfigError, match="cannot read"):
         load_toml_defaults(tmp_path / "missing.toml", KEYS)
+
+
+def test_methods_are_sent_in_capitals_as_httpx_does() -> None:
+    assert Request(method="propfind").method == "PROPFIND"
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [("GE T", "HTTP token"), ("", "HTTP token"), ("GET\r\n", "HTTP token"), ("CONNECT", "--proxy")],
+)
+def test_a_method_that_is_no_token_is_refused(method: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Request(method=method)
