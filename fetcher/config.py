@@ -262,6 +262,8 @@ class Config:
     ports: tuple[int, ...] = ()  # each bare host becomes one target per port
     # DNS servers (IP or IP:PORT) to ask instead of the system's; empty: resolv.conf's.
     resolvers: tuple[str, ...] = ()
+    # --resolve HOST:PORT:ADDR values: connect there, keep HOST for Host, SNI and certificates.
+    pins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -282,6 +284,10 @@ class Config:
                 raise ConfigError(f"port out of range: {port}")
         for resolver in self.resolvers:
             parse_nameserver(resolver)
+        from .resolve import parse_pin  # resolve.py imports this module
+
+        for pin in self.pins:
+            parse_pin(pin)
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:

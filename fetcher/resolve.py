@@ -6,6 +6,8 @@ capped at a few names per second whatever --concurrency says. aiodns (c-ares) se
 from one socket and waits for all of them at once.
 
 What a lookup does, in order:
+- A name pinned with --resolve HOST:PORT:ADDR (curl's syntax) gets ADDR for that port and
+  nothing else is asked (`Resolver.pinned`, which the backends ask first, with the port).
 - IP literals never get here (`ip_literal`, the caller's fast path) and never query anything.
 - The hosts file (/etc/hosts), then DNS: c-ares' getaddrinfo, A and AAAA asked in parallel,
   in the order nsswitch.conf gives (files, then DNS, where it says nothing). Custom servers
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -73,10 +76,48 @@ _GAI_REASONS = {
 }
 
 
+Pin = tuple[str, int | None, tuple[Address, ...]]  # host (lower case), port (None: any), addresses
+
+
+def parse_pin(text: str) -> Pin:
+    """A --resolve value, curl's HOST:PORT:ADDR[,ADDR]... (PORT may be `*`: every port; an IPv6
+    ADDR may be bracketed) -> (host, port, addresses). Raises ConfigError naming the value."""
+    host, _, rest = text.partition(":")
+    port_text, _, addresses_text = rest.partition(":")
+    problem = "expected HOST:PORT:ADDR"
+    if host and port_text and addresses_text:
+        port = None if port_text == "*" else _port(port_text)
+        addresses = [_address(item.strip()) for item in addresses_text.split(",")]
+        if port_text == "*" or port is not None:
+            if all(addresses):
+                return host.lower().rstrip("."), port, tuple(a for a in addresses if a)
+            problem = "ADDR must be an IP address"
+        else:
+            problem = "PORT must be 1-65535 or *"
+    raise ConfigError(f"invalid --resolve {text!r}: {problem}")
+
+
+def _port(text: str) -> int | None:
+    if text.isascii() and text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    return None
+
+
+def _address(text: str) -> Address | None:
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return (_INET6 if ip.version == 6 else _INET, str(ip))
+
+
 class Resolver:
     """Resolves names to addresses with an LRU cache shared by concurrent lookups.
 
     `nameservers` are "IP" or "IP:PORT" strings (Config.resolvers); empty means the system's.
+    `pins` are --resolve values (Config.pins): names answered without asking anyone.
     The c-ares channel binds to the running event loop, so it is made on the first lookup and
     released by `aclose()`, both inside that loop.
     """
@@ -88,7 +129,11 @@ class Resolver:
         cache_size: int = CACHE_SIZE,
         timeout: float = DNS_TIMEOUT,
         tries: int = DNS_TRIES,
+        pins: Sequence[str] = (),
     ) -> None:
+        self._pins: dict[tuple[str, int | None], list[Address]] = {}
+        for host, port, addresses in map(parse_pin, pins):  # the first of a host:port wins
+            self._pins.setdefault((host, port), list(addresses))
         servers = [parse_nameserver(server) for server in nameservers]
         require_async_dns(nameservers)
         # c-ares' server syntax: ip:port, [ipv6]:port.
@@ -99,6 +144,14 @@ class Resolver:
         self._cache_size = cache_size
         self._lookup: _Lookup | None = None
         self._starting: asyncio.Future[_Lookup] | None = None
+
+    def pinned(self, host: str, port: int) -> list[Address] | None:
+        """The --resolve addresses of host:port (a pin for that port, else one for `*`), or
+        None: the name is looked up as usual."""
+        if not self._pins:
+            return None
+        host = host.lower()
+        return self._pins.get((host, port)) or self._pins.get((host, None))
 
     async def resolve(self, host: str) -> list[Address]:
         """The addresses of `host`, IPv4 first; raises DNSError."""

@@ -602,3 +602,39 @@ def test_httpx_backend_sets_up_httpcore_before_the_first_fetch() -> None:
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "True", done.stderr
+
+
+# --- --resolve HOST:PORT:ADDR -------------------------------------------------------------------
+
+
+def test_a_pinned_name_connects_to_the_address_and_keeps_its_name(
+    hosts: LoopbackHosts, fetch: FetchOne, wrong_name_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    """The name is nowhere in DNS: the pin alone makes it connect, and the certificate for
+    other.example is checked against the name, not the address."""
+    seen: list[bytes] = []
+    port = hosts.serve(recording(OK, seen), tls=wrong_name_tls)
+    pins = (f"other.example:{port}:127.0.0.1",)
+    result = fetch(f"https://other.example:{port}/", cafile=ca_file, pins=pins)
+    assert result.status_code == 200, result.error
+    assert result.host_ip == "127.0.0.1"
+    assert f"\r\nHost: other.example:{port}\r\n" in seen[0].decode()
+    # Another name pinned to the same server: its certificate does not name it.
+    pins = ("else.example:*:127.0.0.1",)
+    wrong = fetch(f"https://else.example:{port}/", cafile=ca_file, pins=pins)
+    assert wrong.error is not None and wrong.error.kind == "tls-error", wrong.error
+
+
+def test_a_pin_for_another_port_does_not_apply(hosts: LoopbackHosts, fetch: FetchOne) -> None:
+    from fetcher.loopback import LoopbackDNS
+
+    dns = LoopbackDNS({})
+    dns_port = hosts.serve_dns(dns)
+    port = hosts.serve(replies(OK))
+    other = port + 1 if port < 65535 else 1
+    pins = (f"pinned.example:{other}:127.0.0.1",)
+    result = fetch(
+        f"pinned.example:{port}", pins=pins, resolvers=(f"127.0.0.1:{dns_port}",), timeout=5
+    )
+    assert result.error is not None and result.error.kind == "dns-error", result.error
+    assert fetch(f"PINNED.example:{port}", pins=("pinned.example:*:127.0.0.1",)).status_code == 200

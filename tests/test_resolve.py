@@ -440,3 +440,51 @@ def test_closing_during_the_start_closes_what_it_makes(monkeypatch: pytest.Monke
 
     assert run(go()) is False
     assert closed == [True]
+
+
+# --- --resolve pins -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "pin"),
+    [
+        ("example.com:443:127.0.0.1", ("example.com", 443, ((socket.AF_INET, "127.0.0.1"),))),
+        ("Example.COM.:*:[::1]", ("example.com", None, ((socket.AF_INET6, "::1"),))),
+        (
+            "a.example:80:127.0.0.2,::1",
+            ("a.example", 80, ((socket.AF_INET, "127.0.0.2"), (socket.AF_INET6, "::1"))),
+        ),
+    ],
+)
+def test_pins_take_curls_syntax(text: str, pin: object) -> None:
+    from fetcher.resolve import parse_pin
+
+    assert parse_pin(text) == pin
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("example.com:443", "expected HOST:PORT:ADDR"),
+        (":443:127.0.0.1", "expected HOST:PORT:ADDR"),
+        ("example.com:0:127.0.0.1", "PORT must be"),
+        ("example.com:x:127.0.0.1", "PORT must be"),
+        ("example.com:443:somewhere", "ADDR must be an IP address"),
+        ("example.com:443:127.0.0.1,", "ADDR must be an IP address"),
+    ],
+)
+def test_a_bad_pin_is_a_config_error(text: str, problem: str) -> None:
+    from fetcher.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        Config(pins=(text,))
+
+
+def test_a_pin_answers_without_a_lookup_the_port_first() -> None:
+    resolver = Resolver(
+        pins=["a.example:*:127.0.0.2", "a.example:443:127.0.0.3", "a.example:443:::1"]
+    )
+    assert resolver.pinned("A.example", 443) == [(socket.AF_INET, "127.0.0.3")]  # first one wins
+    assert resolver.pinned("a.example", 80) == [(socket.AF_INET, "127.0.0.2")]
+    assert resolver.pinned("b.example", 80) is None
+    assert Resolver().pinned("a.example", 80) is None

@@ -78,7 +78,7 @@ class HttpxBackend(Backend):
             connect=timeouts.connect, read=timeouts.total, write=timeouts.total, pool=timeouts.total
         ).as_dict()
         ssl_context = make_ssl_context(request.verify, request.cafile)
-        self._resolver = Resolver(config.resolvers)
+        self._resolver = Resolver(config.resolvers, pins=config.pins)
         network = TracedNetwork(self._resolver)
         connections: Connections
         if request.http2:
@@ -409,10 +409,12 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
         probe = _PROBE.get() or Probe(Trace())  # outside any fetch: a throwaway one
         trace = probe.trace
         trace.phase = "dns"
-        if not self._resolver.ready and ip_literal(host) is None:
-            await self._resolver.start()  # one-time set-up: no part of this fetch's timings
-            trace.restart()
-        addresses = await self._resolver.resolve(host)
+        addresses = self._resolver.pinned(host, port)
+        if addresses is None:
+            if not self._resolver.ready and ip_literal(host) is None:
+                await self._resolver.start()  # one-time set-up: no part of this fetch's timings
+                trace.restart()
+            addresses = await self._resolver.resolve(host)
         now = trace.mark("dns", trace.started)
         trace.phase = "connect"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout

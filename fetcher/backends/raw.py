@@ -113,7 +113,7 @@ class RawBackend(Backend):
             self._host_prefix, self._request_tail = rest, b""
         self._ssl_context: ssl.SSLContext | None = None  # loaded for the first https target
         self._ssl_loading: asyncio.Future[ssl.SSLContext] | None = None
-        self._resolver = Resolver(config.resolvers)
+        self._resolver = Resolver(config.resolvers, pins=config.pins)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
 
     async def aclose(self) -> None:
@@ -125,7 +125,7 @@ class RawBackend(Backend):
             await self._load_tls_context()
             trace.restart()
         trace.phase = "dns"
-        addresses = ip_literal(target.host)
+        addresses = self._resolver.pinned(target.host, target.port) or ip_literal(target.host)
         if addresses is None:
             if not self._resolver.ready:
                 await self._resolver.start()
