@@ -38,6 +38,7 @@ _EXPORTS = {
     "LocalError": "errors",
     "Output": "config",
     "ProtocolError": "errors",
+    "ProxyError": "errors",
     "Redirect": "models",
     "Request": "config",
     "ResponseHead": "http1",
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         InvalidInput,
         LocalError,
         ProtocolError,
+        ProxyError,
         TLSError,
         TooManyRedirects,
     )

@@ -264,6 +264,8 @@ class Config:
     resolvers: tuple[str, ...] = ()
     # --resolve HOST:PORT:ADDR values: connect there, keep HOST for Host, SNI and certificates.
     pins: tuple[str, ...] = ()
+    proxy: str | None = None  # -x URL: every target through this HTTP proxy
+    proxy_env: bool = False  # --proxy-env: HTTPS_PROXY / HTTP_PROXY / NO_PROXY, without -x
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -288,6 +290,12 @@ class Config:
 
         for pin in self.pins:
             parse_pin(pin)
+        if self.proxy is not None or self.proxy_env:
+            from .proxy import Proxies
+
+            if self.request.http2:
+                raise ConfigError("--http2 does not go through a proxy yet: drop one or the other")
+            Proxies(self.proxy, self.proxy_env)  # the URL, or the environment's, is valid
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:

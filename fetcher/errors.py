@@ -10,10 +10,12 @@
     ├── FetchTimeout           timeout             a deadline passed (also a TimeoutError)
     ├── ProtocolError          protocol-error      the peer did not speak HTTP/1.x within our limits
     ├── TooManyRedirects       too-many-redirects  a redirect chain longer than allowed
+    ├── ProxyError             proxy-error         the proxy (-x) refused the tunnel
     └── InternalError          internal-error      a bug in afetch, not the host's doing
 
 Every error also names the *phase* it happened in: dns, connect, tls, write, read (waiting for or
-reading the header section) or redirect; none for invalid-input, and none for an internal-error
+reading the header section), redirect, or proxy (reaching the -x proxy or its CONNECT answer:
+the proxy failed, not the target); none for invalid-input, and none for an internal-error
 outside a request. `Phase` spells them for the type checker.
 """
 
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal, get_args
 
-Phase = Literal["dns", "connect", "tls", "write", "read", "redirect"]
+Phase = Literal["dns", "connect", "tls", "write", "read", "redirect", "proxy"]
 PHASES: tuple[Phase, ...] = get_args(Phase)
 
 
@@ -87,6 +89,13 @@ class ProtocolError(FetchError):
 
 class TooManyRedirects(FetchError):
     kind = "too-many-redirects"
+
+
+class ProxyError(FetchError):
+    """The proxy answered CONNECT with something else than a 2xx (403, 407, 502...): it, not
+    the target, ended the fetch. Not retried, and no reason for --scheme auto to try http."""
+
+    kind = "proxy-error"
 
 
 class InternalError(FetchError):

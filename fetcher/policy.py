@@ -248,6 +248,8 @@ class Policy:
 def _https_failed(exc: FetchError) -> bool:
     """Whether an https try's error means the port speaks no (usable) TLS, so --scheme auto
     tries http: no connection, a failed handshake, or one not done in time."""
+    if exc.phase == "proxy":  # the proxy failed: plain http through it would fail alike
+        return False
     if isinstance(exc, FetchTimeout):
         return exc.phase == "tls"
     return isinstance(exc, (ConnectError, TLSError))

@@ -49,10 +49,13 @@ from ..errors import (
 )
 from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decode_field
 from ..models import Trace
+from ..proxy import Proxies, Proxy, blamed_on, check_tunnel, connect_request, proxy_authorization
 from ..resolve import Resolver, ip_literal
 from ..targets import Target
 from .base import Backend, make_ssl_context
 
+# How much of a proxy's CONNECT answer one read takes: a 200 with a header or two fits.
+TUNNEL_READ_BYTES = 64 * 1024
 # Same grace as the raw backend: once the head is in hand, a slow goodbye must not cost it.
 CLOSE_GRACE = 1.0
 # Request headers HTTP/2 forbids (RFC 9113 section 8.2.2); h2 refuses to send them, so with
@@ -94,7 +97,8 @@ class HttpxBackend(Backend):
                 network_backend=network,
             )
         else:
-            connections = OneShotConnections(ssl_context, network)
+            proxies = Proxies(config.proxy, config.proxy_env)
+            connections = OneShotConnections(ssl_context, network, proxies)
         self.transport = HeadTransport(connections)
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
@@ -354,10 +358,16 @@ class OneShotConnections:
     ALPN reset per request. This connects (and shakes hands) itself, then lets httpcore's
     HTTP/1.1 connection do the exchange."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, network: httpcore.AsyncNetworkBackend) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        network: httpcore.AsyncNetworkBackend,
+        proxies: Proxies | None = None,
+    ) -> None:
         ssl_context.set_alpn_protocols(["http/1.1"])
         self._ssl_context = ssl_context
         self._network = network
+        self._proxies = proxies or Proxies(None, False)
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         if request.url.scheme not in (b"http", b"https"):  # before .origin, which needs a port
@@ -366,6 +376,9 @@ class OneShotConnections:
         origin = request.url.origin
         host = origin.host.decode("ascii")
         timeout = request.extensions.get("timeout", {}).get("connect")
+        proxy = self._proxies.for_target(origin.scheme.decode("ascii"), host, origin.port)
+        if proxy is not None:
+            return await self._through(proxy, request, timeout)
         stream = await self._network.connect_tcp(host, origin.port, timeout=timeout)
         try:
             if origin.scheme == b"https":
@@ -377,8 +390,53 @@ class OneShotConnections:
             await stream.aclose()
             raise
 
+    async def _through(
+        self, proxy: Proxy, request: httpcore.Request, timeout: float | None
+    ) -> httpcore.Response:
+        """The request through an HTTP proxy: https in a CONNECT tunnel, with the target's
+        name for SNI and the certificate; http in absolute form, to the proxy itself."""
+        origin = request.url.origin
+        probe = _PROBE.get()
+        if probe is not None:
+            probe.trace.phase = "proxy"
+        with blamed_on(proxy):
+            stream = await self._network.connect_tcp(proxy.host, proxy.port, timeout=timeout)
+        try:
+            if origin.scheme == b"https":
+                if not isinstance(stream, TracedStream):  # pragma: no cover - ours always is
+                    raise TypeError("a proxy tunnel needs afetch's TracedStream")
+                host, port = origin.host.decode("ascii"), origin.port
+                await stream.tunnel(connect_request(_target(host, port), proxy), proxy)
+                server_hostname = request.extensions.get("sni_hostname") or host
+                stream = await stream.start_tls(self._ssl_context, server_hostname, timeout)
+            else:
+                url = request.url
+                request = httpcore.Request(
+                    method=request.method,
+                    url=httpcore.URL(
+                        scheme=url.scheme, host=url.host, port=url.port, target=bytes(url)
+                    ),
+                    headers=[*request.headers, *_raw(proxy_authorization(proxy))],
+                    content=request.stream,
+                    extensions=request.extensions,
+                )
+            connection = httpcore.AsyncHTTP11Connection(origin=origin, stream=stream)
+            return await connection.handle_async_request(request)
+        except BaseException:
+            await stream.aclose()
+            raise
+
     async def aclose(self) -> None:
         """Nothing is held between requests."""
+
+
+def _target(host: str, port: int) -> Target:
+    """The tunnel's end as a Target, for connect_request."""
+    return Target(input=host, scheme="https", host=host.strip("[]"), port=port)
+
+
+def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers]
 
 
 # --- the network backend ------------------------------------------------------------------------
@@ -508,6 +566,35 @@ class TracedStream(httpcore.AsyncNetworkStream):
     async def aclose(self) -> None:
         # A response head is all we want: drop the connection without a goodbye round trip.
         self._writer.transport.abort()
+
+    async def tunnel(self, request: bytes, proxy: Proxy) -> None:
+        """Send CONNECT to the proxy at the other end and read its answer, within the connect
+        timeout (which TLS inside the tunnel then shares); the head guard and the ttfb clock
+        start afresh for the target's response."""
+        self._probe.trace.phase = "proxy"
+        parser = HeadParser()
+        head: ResponseHead | None = None
+        with blamed_on(proxy):
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    self._writer.write(request)
+                    await self._writer.drain()
+                    while head is None:
+                        data = await self._reader.read(TUNNEL_READ_BYTES)
+                        if not data:
+                            parser.feed_eof()
+                            raise ConnectError("connection closed without a response", "read")
+                        head = parser.feed(data)
+            except TimeoutError as exc:
+                self._writer.transport.abort()
+                raise FetchTimeout(
+                    f"proxy not done within {self._connect_timeout:g} s", "proxy"
+                ) from exc
+            except OSError as exc:
+                raise map_os_error(exc, "read") from exc
+            check_tunnel(head, proxy)
+        self._guard = HeadParser()
+        self._received = 0
 
     async def start_tls(
         self,

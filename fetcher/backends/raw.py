@@ -17,6 +17,7 @@ from ..deadlines import Deadlines
 from ..errors import ConnectError, FetchError, FetchTimeout, map_exceptions, map_os_error
 from ..http1 import HeadParser, ResponseHead, build_request
 from ..models import Trace
+from ..proxy import Proxies, Proxy, blamed_on, check_tunnel, connect_request
 from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
 from .base import Backend, make_ssl_context
@@ -115,6 +116,7 @@ class RawBackend(Backend):
         self._ssl_loading: asyncio.Future[ssl.SSLContext] | None = None
         self._resolver = Resolver(config.resolvers, pins=config.pins)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
+        self._proxies = Proxies(config.proxy, config.proxy_env)
 
     async def aclose(self) -> None:
         await self._resolver.aclose()
@@ -125,22 +127,31 @@ class RawBackend(Backend):
             await self._load_tls_context()
             trace.restart()
         trace.phase = "dns"
-        addresses = self._resolver.pinned(target.host, target.port) or ip_literal(target.host)
+        proxy = self._proxies.for_target(target.scheme, target.host, target.port)
+        host, port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
+        addresses = self._resolver.pinned(host, port) or ip_literal(host)
         if addresses is None:
             if not self._resolver.ready:
                 await self._resolver.start()
                 trace.restart()
-            addresses = await self._resolver.resolve(target.host)
+            with blamed_on(proxy):
+                addresses = await self._resolver.resolve(host)
         now = trace.mark("dns", trace.started)
 
-        request = b"%s %s%s" % (self._request_line, target.path.encode(), self._host_prefix)
+        # Through a proxy, an http target is asked in absolute form, of the proxy.
+        path = target.url if proxy and not tls else target.path
+        request = b"%s %s%s" % (self._request_line, path.encode(), self._host_prefix)
         if self._sends_authority:
             request += target.authority.encode() + self._request_tail
+        if proxy and not tls and proxy.authorization:
+            request = (
+                request[:-2] + b"Proxy-Authorization: %s\r\n\r\n" % proxy.authorization.encode()
+            )
         loop = asyncio.get_running_loop()
         head: asyncio.Future[ResponseHead] = loop.create_future()
         protocol = _HeadProtocol(head, trace, None if tls else request)
         try:
-            transport = await self._connect(loop, target, addresses, protocol, trace, now)
+            transport = await self._connect(loop, target, addresses, protocol, trace, now, proxy)
         except BaseException:
             # Nobody will await `head` now: settle it quietly, or an error the protocol put in
             # it during a failed handshake is logged as "Future exception was never retrieved".
@@ -187,13 +198,23 @@ class RawBackend(Backend):
         protocol: _HeadProtocol,
         trace: Trace,
         started: float,
+        proxy: Proxy | None = None,
     ) -> asyncio.Transport:
-        """TCP connect to the first address that answers, then TLS; both within the connect
-        timeout, as curl's --connect-timeout."""
-        trace.phase = "connect"
+        """TCP connect to the first address that answers (through a proxy: to the proxy, and
+        for https the CONNECT tunnel), then TLS; all within the connect timeout, as curl's
+        --connect-timeout."""
+        trace.phase = "proxy" if proxy else "connect"
         deadline = self._connect_deadlines.start()
         try:
-            transport = await self._open(loop, addresses, target.port, protocol, trace)
+            with blamed_on(proxy):
+                port = proxy.port if proxy else target.port
+                transport = await self._open(loop, addresses, port, protocol, trace)
+            if proxy and target.scheme == "https":
+                try:
+                    await self._tunnel(loop, protocol, target, proxy)
+                except BaseException:
+                    transport.abort()
+                    raise
             now = trace.mark("connect", started)
             if target.scheme == "https":
                 trace.phase = "tls"
@@ -224,6 +245,25 @@ class RawBackend(Backend):
         finally:
             self._connect_deadlines.stop(deadline)
         return transport
+
+    @staticmethod
+    async def _tunnel(
+        loop: asyncio.AbstractEventLoop, protocol: _HeadProtocol, target: Target, proxy: Proxy
+    ) -> None:
+        """CONNECT through the proxy, its answer read by the protocol's own parser (so held
+        to the same limits), then a fresh parser for the target's response."""
+        answer: asyncio.Future[ResponseHead] = loop.create_future()
+        head, protocol.head = protocol.head, answer
+        try:
+            assert protocol.transport is not None
+            protocol.transport.write(connect_request(target, proxy))
+            with blamed_on(proxy):
+                check_tunnel(await answer, proxy)
+        finally:
+            protocol.head = head
+            protocol.parser = HeadParser()
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # seen: a failure is raised above already
 
     @staticmethod
     async def _open(
