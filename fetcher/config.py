@@ -221,6 +221,7 @@ class Output:
     filter_status: StatusSet = field(default_factory=StatusSet)
     progress: bool = True  # a live line on stderr, when stderr is a terminal
     stats: bool = False  # a summary on stderr at the end
+    verbose: bool = False  # -v: each request and its connection steps on stderr
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

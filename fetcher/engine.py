@@ -26,7 +26,7 @@ from .config import Config
 from .jobs import Job, Jobs
 from .models import Result
 from .ordering import InputOrder, Sink
-from .policy import Policy
+from .policy import Policy, Tracer
 from .resume import Recorded
 from .targets import Target, is_skipped
 
@@ -45,12 +45,17 @@ class Engine:
     manager that owns its backend: ``async with Engine(config) as engine: ...``."""
 
     def __init__(
-        self, config: Config, backend: Backend | None = None, recorded: Recorded | None = None
+        self,
+        config: Config,
+        backend: Backend | None = None,
+        recorded: Recorded | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
-        """`recorded` (--resume): targets an earlier run recorded, skipped without a record."""
+        """`recorded` (--resume): targets an earlier run recorded, skipped without a record;
+        `tracer` (-v): told every request's steps."""
         self.config = config
         self.backend = backend if backend is not None else create_backend(config)
-        self.policy = Policy(config, self.backend)
+        self.policy = Policy(config, self.backend, tracer)
         self.jobs = Jobs(config, recorded)
         self._slots = asyncio.Semaphore(config.limits.concurrency)
         self._writes: set[asyncio.Future[None]] = set()

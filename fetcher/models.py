@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ class Trace:
     phase: Phase = "dns"
     host_ip: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # -v: where the backend tells each step (resolved, connected, TLS, the request); None
+    # without -v, and then backends build no message at all (they test `log` first).
+    log: Callable[[str], None] | None = None
 
     def restart(self) -> None:
         """Start the clock again, after waiting for one-time set-up (the CA store, the

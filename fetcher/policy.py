@@ -12,6 +12,7 @@ httpx's `_send_handling_redirects`, the policy knows the order of requests, neve
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
+from . import verbose
 from .backends import Backend
 from .config import Config
 from .deadlines import Deadlines
@@ -67,14 +69,17 @@ class _Visit:
 
 
 Step = Callable[[Target, _Visit], Awaitable[ResponseHead]]
+Tracer = Callable[[Target, str], None]  # -v: (the request's target, one step of it)
 
 
 class Policy:
     """Fetches one target at a time through `backend`; never raises for a failed fetch."""
 
-    def __init__(self, config: Config, backend: Backend) -> None:
+    def __init__(self, config: Config, backend: Backend, tracer: Tracer | None = None) -> None:
+        """`tracer` (-v) is told each request's connection steps, with the request's target."""
         self.config = config
         self.backend = backend
+        self._tracer = tracer
         limits, request = config.limits, config.request
         # The total deadline of every request (what asyncio.wait_for would do, at a fraction of
         # the cost: see deadlines.py).
@@ -222,11 +227,14 @@ class Policy:
         async with self._per_host_slot(target):
             if self._rate is not None:
                 await self._rate.acquire()
-            visit.trace = trace = Trace()
+            log = functools.partial(self._tracer, target) if self._tracer else None
+            visit.trace = trace = Trace(log=log)
             visit.last = target
             deadline = self._deadlines.start()
             try:
-                return await self.backend.fetch(target, trace)
+                head = await self.backend.fetch(target, trace)
+                verbose.answered(trace, head)
+                return head
             except FetchError:
                 raise
             except asyncio.CancelledError:

@@ -12,16 +12,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from .config import Config, ConfigError
 from .engine import Engine, Lines
 from .models import Result
-from .output import Console, OutputClosed, OutputError, RecordWriter
+from .output import Console, OutputClosed, OutputError, RecordWriter, escape
+from .policy import Tracer
 from .process import SIGNALS
 from .resume import Recorded
 from .stats import Tally
 from .status import ExitCode
+from .targets import Target
 
 if TYPE_CHECKING:
     from .progress import ProgressLine
@@ -250,7 +252,8 @@ async def _main(
     try:
         if SIGNALS.received is not None:  # it came while the loop was starting
             stop(SIGNALS.received)
-        async with Engine(config, recorded=recorded) as engine:
+        tracer = _verbose_printer(sys.stderr) if config.output.verbose else None
+        async with Engine(config, recorded=recorded, tracer=tracer) as engine:
             await engine.run(lines, sink)
     except OutputClosed:
         outcome.output_closed = True
@@ -263,6 +266,16 @@ async def _main(
         SIGNALS.stop = None
         if progress is not None:
             progress.stop()
+
+
+def _verbose_printer(stream: TextIO) -> Tracer:
+    """-v: each step as one line on stderr, prefixed by the request's URL (so lines of
+    concurrent fetches can be told apart, and grepped); server bytes escaped."""
+
+    def tell(target: Target, text: str) -> None:
+        stream.write(f"{escape(target.url)} {escape(text)}\n")
+
+    return tell
 
 
 def _start_progress(

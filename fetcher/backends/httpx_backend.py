@@ -37,6 +37,7 @@ import anyio
 import httpcore
 import httpx
 
+from .. import verbose
 from ..config import Config, Request
 from ..errors import (
     ConnectError,
@@ -194,6 +195,11 @@ class Probe:
         """httpcore's trace extension: one event of the request's exchange."""
         if event.endswith("send_request_headers.started"):
             self.trace.phase = "write"
+            if self.trace.log is not None:
+                request = info["request"]
+                version = "HTTP/2" if event.startswith("http2") else "HTTP/1.1"
+                line = f"{request.method.decode()} {request.url.target.decode()} {version}"
+                verbose.sent_fields(self.trace, line, request.headers)
         elif event.endswith("receive_response_headers.started"):
             self.sent = time.perf_counter()
             self.trace.phase = "read"
@@ -468,12 +474,15 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
         trace = probe.trace
         trace.phase = "dns"
         addresses = self._resolver.pinned(host, port)
+        how = "pinned"
         if addresses is None:
             if not self._resolver.ready and ip_literal(host) is None:
                 await self._resolver.start()  # one-time set-up: no part of this fetch's timings
                 trace.restart()
             addresses = await self._resolver.resolve(host)
+            how = "" if ip_literal(host) else "resolved"
         now = trace.mark("dns", trace.started)
+        verbose.resolved(trace, host, addresses, how)
         trace.phase = "connect"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         local = None if local_address is None else (local_address, 0)
@@ -482,12 +491,14 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
             async with asyncio.timeout_at(deadline):
                 for _family, ip in addresses:
                     trace.host_ip = ip
+                    verbose.trying(trace, ip, port)
                     try:
                         reader, writer = await asyncio.open_connection(ip, port, local_addr=local)
                     except OSError as exc:
                         failure = exc
                         continue
                     trace.mark("connect", now)
+                    verbose.connected(trace, ip, port)
                     return TracedStream(reader, writer, probe, deadline, timeout)
         except TimeoutError as exc:
             raise FetchTimeout(f"connect not done within {timeout:g} s", "connect") from exc
@@ -579,6 +590,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
                 async with asyncio.timeout_at(self._deadline):
                     self._writer.write(request)
                     await self._writer.drain()
+                    verbose.tunnel(self._probe.trace, request)
                     while head is None:
                         data = await self._reader.read(TUNNEL_READ_BYTES)
                         if not data:
@@ -592,6 +604,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
                 ) from exc
             except OSError as exc:
                 raise map_os_error(exc, "read") from exc
+            verbose.answered(self._probe.trace, head)
             check_tunnel(head, proxy)
         self._guard = HeadParser()
         self._received = 0
@@ -616,6 +629,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
             raise map_os_error(exc, "tls") from exc
         trace.mark("tls", started)
         ssl_object = self._writer.get_extra_info("ssl_object")
+        verbose.tls(trace, ssl_object)
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             self._guard = None  # HTTP/2 starts with binary frames
         return self

@@ -12,6 +12,7 @@ import asyncio
 import ssl
 import time
 
+from .. import verbose
 from ..config import Config
 from ..deadlines import Deadlines
 from ..errors import ConnectError, FetchError, FetchTimeout, map_exceptions, map_os_error
@@ -129,14 +130,16 @@ class RawBackend(Backend):
         trace.phase = "dns"
         proxy = self._proxies.for_target(target.scheme, target.host, target.port)
         host, port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
-        addresses = self._resolver.pinned(host, port) or ip_literal(host)
+        pinned = self._resolver.pinned(host, port)
+        addresses, how = pinned or ip_literal(host), "pinned" if pinned else ""
         if addresses is None:
             if not self._resolver.ready:
                 await self._resolver.start()
                 trace.restart()
             with blamed_on(proxy):
-                addresses = await self._resolver.resolve(host)
+                addresses, how = await self._resolver.resolve(host), "resolved"
         now = trace.mark("dns", trace.started)
+        verbose.resolved(trace, host, addresses, how)
 
         # Through a proxy, an http target is asked in absolute form, of the proxy.
         path = target.url if proxy and not tls else target.path
@@ -163,6 +166,7 @@ class RawBackend(Backend):
         try:
             if tls:
                 protocol.send(request)
+            verbose.sent(trace, request)
             return await head
         finally:
             # Dropped, not closed: a TLS close() starts a close_notify exchange that outlives
@@ -209,6 +213,7 @@ class RawBackend(Backend):
             with blamed_on(proxy):
                 port = proxy.port if proxy else target.port
                 transport = await self._open(loop, addresses, port, protocol, trace)
+            verbose.connected(trace, trace.host_ip, port)
             if proxy and target.scheme == "https":
                 try:
                     await self._tunnel(loop, protocol, target, proxy)
@@ -234,6 +239,7 @@ class RawBackend(Backend):
                     raise ConnectError("connection closed during the TLS handshake", "tls")
                 transport = tls
                 protocol.transport = transport
+                verbose.tls(trace, transport.get_extra_info("ssl_object"))
                 trace.mark("tls", now)
         except asyncio.CancelledError:
             if not self._connect_deadlines.expired(deadline):
@@ -256,9 +262,13 @@ class RawBackend(Backend):
         head, protocol.head = protocol.head, answer
         try:
             assert protocol.transport is not None
-            protocol.transport.write(connect_request(target, proxy))
+            request = connect_request(target, proxy)
+            protocol.transport.write(request)
+            verbose.tunnel(protocol.trace, request)
             with blamed_on(proxy):
-                check_tunnel(await answer, proxy)
+                tunnel = await answer
+                verbose.answered(protocol.trace, tunnel)
+                check_tunnel(tunnel, proxy)
         finally:
             protocol.head = head
             protocol.parser = HeadParser()
@@ -276,6 +286,7 @@ class RawBackend(Backend):
         error: FetchError | None = None
         for _family, ip in addresses:
             trace.host_ip = ip
+            verbose.trying(trace, ip, port)
             try:
                 transport, _ = await loop.create_connection(lambda: protocol, ip, port)
                 return transport
