@@ -103,6 +103,8 @@ class Command(click.Command):
             rows = [_help_row(ctx, options[name]) for name in names if name in options]
             with formatter.section(f"{title} options"):
                 formatter.write_dl(rows, col_max=32)
+        # The defaults were written with no-break spaces, so wrapping never splits one.
+        formatter.buffer[:] = [text.replace(NO_BREAK, " ") for text in formatter.buffer]
 
 
 def _help_row(ctx: click.Context, option: click.Option) -> tuple[str, str]:
@@ -113,7 +115,12 @@ def _help_row(ctx: click.Context, option: click.Option) -> tuple[str, str]:
     if isinstance(option.show_default, str):
         default = option.show_default
     help_text = option.help or ""
-    return record[0], f"{help_text}  [default: {default}]" if default else help_text
+    if not default:
+        return record[0], help_text
+    return record[0], f"{help_text}  " + f"[default: {default}]".replace(" ", NO_BREAK)
+
+
+NO_BREAK = "\u00a0"  # a space the help's line wrapping does not break at
 
 
 def env_name(key: str) -> str:

@@ -81,7 +81,8 @@ class Tally:
         wall = (time.monotonic() if now is None else now) - self.started
         rate = self.done / wall if wall > 0 else 0.0
         lines = [
-            f"afetch: {self.done} targets in {wall:.2f} s ({rate:.1f}/s):"
+            f"afetch: {self.done} target{'' if self.done == 1 else 's'} in {wall:.2f} s"
+            f" ({rate:.1f}/s):"
             f" {self.ok} answered, {self.failed} failed, {self.filtered} filtered out"
         ]
         if self.by_class:

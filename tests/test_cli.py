@@ -812,3 +812,11 @@ def test_format_line_after_redirects_names_the_final_url(hosts: LoopbackHosts) -
     assert lines[0] == "http://127.0.0.1:1/ [connection-refused] connection refused"
     assert lines[1].startswith(f"http://127.0.0.1:{final}/end [200 OK] [demo] [6] [127.0.0.1] [")
     assert lines[1].endswith("ms] [1 redirect]") and "\x1b" not in out
+
+
+def test_help_never_splits_a_default_at_80_columns() -> None:
+    result = CliRunner().invoke(afetch, ["--help"], terminal_width=80)
+    lines = result.stdout.splitlines()
+    shown = [line for line in lines if "[default:" in line]
+    assert len(shown) > 10 and all("]" in line.split("[default:")[1] for line in shown), shown
+    assert "\u00a0" not in result.stdout and max(map(len, lines)) <= 80

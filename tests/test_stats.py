@@ -91,6 +91,12 @@ def test_tally_counts_classes_kinds_and_filtered() -> None:
     ]
 
 
+def test_one_target_is_one_target() -> None:
+    tally = Tally(started=0.0)
+    tally.count(answered(200, 10), shown=True)
+    assert tally.summary(now=1.0).startswith("afetch: 1 target in 1.00 s (1.0/s): 1 answered")
+
+
 def test_progress_line_shows_counts_rate_and_eta_then_disappears() -> None:
     screen = io.StringIO()
     tally = Tally()
