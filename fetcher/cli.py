@@ -33,6 +33,7 @@ from .config import (
     Timeouts,
     TomlType,
     load_toml_defaults,
+    nearest,
     parse_ports,
 )
 from .status import ExitCode
@@ -90,6 +91,7 @@ class Command(click.Command):
             sys.exit(ExitCode.INTERNAL)
 
     def invoke(self, ctx: click.Context) -> Any:
+        _warn_unknown_variables(self)
         _refuse_conflicts(ctx)
         return super().invoke(ctx)
 
@@ -121,6 +123,24 @@ def _help_row(ctx: click.Context, option: click.Option) -> tuple[str, str]:
 
 
 NO_BREAK = "\u00a0"  # a space the help's line wrapping does not break at
+
+
+# AFETCH_* variables that name no option but are read all the same.
+OTHER_VARIABLES = (f"{ENV_PREFIX}_CONFIG", f"{ENV_PREFIX}_DEBUG")
+
+
+def _warn_unknown_variables(command: click.Command) -> None:
+    """One warning line per AFETCH_* variable that names no option: a typo is otherwise
+    silently ignored, and the run does not do what the user set up."""
+    known = [*(env_name(key) for key in config_options(command)), *OTHER_VARIABLES]
+    for name in sorted(os.environ):
+        if name.startswith(f"{ENV_PREFIX}_") and name not in known:
+            # Compared without the prefix, which every name shares and which would make any
+            # two look alike.
+            cut = len(ENV_PREFIX) + 1
+            near = nearest(name[cut:], [variable[cut:] for variable in known])
+            hint = f"; did you mean {ENV_PREFIX}_{near}?" if near else ""
+            click.echo(f"afetch: warning: {name}: no such option{hint}", err=True)
 
 
 def env_name(key: str) -> str:

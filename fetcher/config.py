@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -356,7 +356,9 @@ def load_toml_defaults(path: str | Path, keys: Mapping[str, ConfigKey]) -> dict[
     for name, value in data.items():
         key = keys.get(name)
         if key is None:
-            raise ConfigError(f"{path}: unknown key {name!r}")
+            near = nearest(name, keys)
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise ConfigError(f"{path}: unknown key {name!r}{hint}")
         values = value if key.repeated and isinstance(value, list) else [value]
         for item in values:
             if not _is_a(item, key.type):
@@ -364,6 +366,14 @@ def load_toml_defaults(path: str | Path, keys: Mapping[str, ConfigKey]) -> dict[
                 raise ConfigError(f"{path}: key {name!r}: expected {expected}, got {_toml(item)}")
         defaults[key.name] = values if key.repeated else value
     return defaults
+
+
+def nearest(name: str, names: Iterable[str]) -> str | None:
+    """The name of `names` nearest `name` (difflib's ratio of 0.6 or more), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return close[0] if close else None
 
 
 _ARTICLES = {

@@ -820,3 +820,25 @@ def test_help_never_splits_a_default_at_80_columns() -> None:
     shown = [line for line in lines if "[default:" in line]
     assert len(shown) > 10 and all("]" in line.split("[default:")[1] for line in shown), shown
     assert "\u00a0" not in result.stdout and max(map(len, lines)) <= 80
+
+
+def test_a_mistyped_variable_gets_one_warning_with_the_nearest_name(
+    ok_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AFETCH_CONCURENCY", "3")
+    monkeypatch.setenv("AFETCH_NOTHING_LIKE_IT", "1")
+    monkeypatch.setenv("AFETCH_TIMEOUT", "5")  # a real one: no warning
+    code, _, err = invoke(f"127.0.0.1:{ok_port}")
+    assert code == 0
+    assert err.splitlines() == [
+        "afetch: warning: AFETCH_CONCURENCY: no such option; did you mean AFETCH_CONCURRENCY?",
+        "afetch: warning: AFETCH_NOTHING_LIKE_IT: no such option",
+    ]
+
+
+def test_an_unknown_config_key_suggests_the_nearest(tmp_path: Path) -> None:
+    config = tmp_path / "afetch.toml"
+    config.write_text("concurency = 3\n")
+    code, _, err = invoke("--config", str(config), "x")
+    assert code == 2
+    assert err == f"afetch: error: {config}: unknown key 'concurency'; did you mean 'concurrency'?\n"
