@@ -842,3 +842,21 @@ def test_an_unknown_config_key_suggests_the_nearest(tmp_path: Path) -> None:
     code, _, err = invoke("--config", str(config), "x")
     assert code == 2
     assert err == f"afetch: error: {config}: unknown key 'concurency'; did you mean 'concurrency'?\n"
+
+
+def test_every_afetch_flag_in_the_readme_mapping_table_exists() -> None:
+    """README "Coming from httpx, httprobe or curl": each flag in the afetch column is one of
+    the command's options, so the table users copy from cannot drift from the program."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| ProjectDiscovery httpx | httprobe | curl | afetch |", 1)[1]
+    rows = [line for line in table.split("\n\n", 1)[0].splitlines()[1:] if line.startswith("|")]
+    flags = set()
+    for row in rows:
+        afetch_column = row.strip("|").split(" | ")[-1]
+        for code in re.findall(r"`([^`]+)`", afetch_column):
+            flags.update(word for word in code.split() if word.startswith("-"))
+    known = {opt for param in afetch.params for opt in param.opts}
+    assert len(rows) > 25 and {"-I", "-m", "--retry", "-x", "--resolve", "-v"} <= flags
+    assert sorted(flags - known) == []
