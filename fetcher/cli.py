@@ -256,7 +256,7 @@ option = functools.partial(click.option, show_default=True)
     cls=Command,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 70 internal error,"
-    " 74 cannot write output, 130 Ctrl-C, 143 SIGTERM."
+    " 74 cannot write output or read input, 130 Ctrl-C, 143 SIGTERM."
     ' Shell completion: eval "$(_AFETCH_COMPLETE=bash_source afetch)" (or zsh_source,'
     " fish_source).",
 )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError
 from .engine import Engine, Lines
+from .inputs import InputError
 from .models import Result
 from .output import Console, OutputClosed, OutputError, RecordWriter
 from .process import SIGNALS
@@ -36,7 +37,7 @@ class Outcome:
     tally: Tally = field(default_factory=Tally)
     signal: int | None = None
     output_closed: bool = False
-    output_error: OutputError | None = None
+    output_error: OutputError | InputError | None = None  # stops the run: exit 74
     total: int | None = None  # targets in the input, once counted
 
     @property
@@ -49,8 +50,8 @@ class Outcome:
 
 
 def exit_code(outcome: Outcome) -> ExitCode:
-    """The exit status for a finished run: an output error wins (records were lost), then a
-    signal, then any failed target."""
+    """The exit status for a finished run: an output error wins (records were lost), or an
+    input that could not be read (targets were lost), then a signal, then any failed target."""
     if outcome.output_error is not None:
         return ExitCode.OUTPUT
     if outcome.signal == signal.SIGINT:
@@ -254,7 +255,7 @@ async def _main(
             await engine.run(lines, sink)
     except OutputClosed:
         outcome.output_closed = True
-    except OutputError as exc:
+    except (OutputError, InputError) as exc:
         outcome.output_error = exc
     except asyncio.CancelledError:
         if SIGNALS.received is None:

@@ -800,3 +800,11 @@ def test_an_empty_ports_key_in_a_config_file_is_the_default(ok_port: int, tmp_pa
     code, out, err = invoke("--config", str(config), "--json", f"127.0.0.1:{ok_port}")
     assert code == 0, err
     assert json.loads(out)["port"] == ok_port
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_an_input_that_cannot_be_read_is_one_line_and_exit_74() -> None:
+    """Reading /proc/self/mem from its start fails with EIO: a local problem, not a bug."""
+    done = run_afetch("-l", "/proc/self/mem")
+    assert done.returncode == 74, done.stderr
+    assert done.stderr == b"afetch: error: cannot read /proc/self/mem: Input/output error\n"

@@ -440,3 +440,37 @@ def test_console_script_and_dash_m_start_in_fetcher_process() -> None:
         scripts = tomllib.load(handle)["project"]["scripts"]
     assert scripts == {"afetch": "fetcher.process:main"}
     assert "from .process import main" in (root / "fetcher" / "__main__.py").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.parametrize("source", ["open-pipe", "fifo"])
+def test_ctrl_c_while_waiting_for_input_exits_at_once(tmp_path: Path, source: str) -> None:
+    """Input that never comes (a pipe whose writer stays open, a FIFO no writer opens): Ctrl-C
+    still ends the run. A read on the loop's executor held the process until input came."""
+    fifo = tmp_path / "targets.fifo"
+    read_end, write_end = os.pipe()
+    if source == "fifo":
+        os.mkfifo(fifo)
+        args = ["-q", "-l", str(fifo)]
+    else:
+        args = ["-q"]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fetcher", *args],
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        os.close(read_end)
+    try:
+        sigterm_taken_over(process.pid)  # the run is under way, waiting for its first line
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        err = finish(process, timeout=20)
+    finally:
+        os.close(write_end)
+    assert process.returncode == 130, err
+    assert err in (b"", b"afetch: interrupted: 0 records written\n")  # before or in the run
