@@ -312,5 +312,10 @@ def afetch(targets: tuple[str, ...], **values: Any) -> None:
 
 def main() -> None:
     """The command, without the process around it (fetcher.process.main, the console script,
-    handles signals first)."""
+    handles signals first). `afetch diff ...` (diff as the very first argument) compares two
+    runs; a host called diff is still fetched as `afetch -- diff` or `afetch http://diff`."""
+    if sys.argv[1:2] == ["diff"]:
+        from .diff import main as diff
+
+        sys.exit(diff(sys.argv[2:]))
     afetch(prog_name="afetch")

@@ -307,7 +307,9 @@ class SignalledRun:
         """What is wrong with how the run ended, if anything."""
         self.thread.join(timeout=60)
         code, finished = self.process.returncode, b'"failed":true' in self.out
-        if self.err:
+        # Nothing on stderr but, once a run is under way, the one line saying what it left.
+        lines = self.err.splitlines()
+        if len(lines) > 1 or (lines and not lines[0].startswith(b"afetch: interrupted: ")):
             return f"stderr {self.err[-300:]!r}"
         if code == STATUS[self.signals[0]]:
             return None
