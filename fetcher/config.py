@@ -365,9 +365,15 @@ def default_of(cls: type[Any], path: str) -> Any:
     return value
 
 
+def _parsed(spec: Spec, value: Any) -> Any:
+    """Text through the option's parser (as the command line gives it); anything else as is."""
+    return spec.parse(value) if spec.parse is not None and isinstance(value, str) else value
+
+
 def _build(cls: type[Any], values: Mapping[str, Any]) -> Any:
-    """`cls` from flat option values: a flag given sets its field, other values are the field's;
-    the parts are made with dataclasses.replace, so each validates itself."""
+    """`cls` from flat option values, text or parsed: a flag given sets its field, another
+    option's value is the field's; each part is made with dataclasses.replace, so it validates
+    itself."""
     fields: dict[str, Any] = {}
     for path, spec in declared(cls):
         if spec.name not in values:
@@ -376,8 +382,10 @@ def _build(cls: type[Any], values: Mapping[str, Any]) -> Any:
         if spec.flag:
             if value:
                 fields[path] = spec.sets
+        elif spec.multiple:
+            fields[path] = tuple(_parsed(spec, item) for item in value)
         else:
-            fields[path] = tuple(value) if spec.multiple else value
+            fields[path] = _parsed(spec, value)
     parts: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for path, value in fields.items():
