@@ -313,13 +313,13 @@ class Config:
 class Run:
     """What the command reads and writes around the Config: list files, the -o file, the loop."""
 
-    lists: tuple[str, ...] = option(
-        (), "-l", "--list", group="Input", multiple=True, path="list", configurable=False,
-        help="Read targets from FILE (repeatable; - is stdin).",
-    )  # fmt: skip
     loop: str = option(
         "auto", "--loop", group="Concurrency", choices=LOOPS,
         help="Event loop (auto: uvloop if installed).",
+    )  # fmt: skip
+    lists: tuple[str, ...] = option(
+        (), "-l", "--list", group="Input", multiple=True, path="list", configurable=False,
+        help="Read targets from FILE (repeatable; - is stdin).",
     )  # fmt: skip
     output: str | None = option(
         None, "-o", "--output", group="Output", path="output", configurable=False,
