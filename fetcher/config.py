@@ -245,6 +245,10 @@ class Output:
     stats: bool = option(
         False, "--stats", group="Output", flag=True, help="Print a summary on stderr at the end."
     )
+    silent: bool = option(
+        False, "-s", "--silent", group="Output", flag=True,
+        help="Only errors (and --stats) on stderr: no progress, warning, note.",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         _refuse(check_fields(self))

@@ -147,7 +147,7 @@ def prepare(config: Config, files: Run, targets: Sequence[str]) -> Prepared:
     repaired (--append, --resume), read (--resume) and opened. Raises ConfigError (a usage
     error) for what cannot be obeyed; nothing is fetched or written before then."""
     concurrency, warning = fit_concurrency(config.limits.concurrency)
-    if warning:
+    if warning and not config.output.silent:
         sys.stderr.write(f"afetch: warning: {warning}\n")
         limits = dataclasses.replace(config.limits, concurrency=concurrency)
         config = dataclasses.replace(config, limits=limits)
@@ -232,7 +232,7 @@ def run(
             _silence_stdout()
         if config.output.stats:
             sys.stderr.write(outcome.tally.summary())
-        if recorded is not None:
+        if recorded is not None and not config.output.silent:
             sys.stderr.write(
                 f"afetch: resume: {_plural(recorded.skipped, 'target')} skipped, already recorded"
                 f" in {writer.file_name}\n"
@@ -351,7 +351,7 @@ def _start_progress(
 ) -> ProgressLine | None:
     """The progress line, on a terminal only; its total is counted on a daemon thread (a
     thread nobody waits for: a long count never delays the end of a short run)."""
-    if not (config.output.progress and console.stderr_tty):
+    if not (config.output.progress and console.stderr_tty) or config.output.silent:
         return None
     from .progress import ProgressLine
 

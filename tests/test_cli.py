@@ -364,6 +364,26 @@ def test_progress_line_on_a_terminal(routes: int, monkeypatch: pytest.MonkeyPatc
     assert code == 0 and err == ""
 
 
+def test_silent_leaves_only_errors_on_stderr(
+    routes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-s: no progress line, no warning, no --resume note; an error is still said."""
+    from fetcher import output, runner
+
+    monkeypatch.setattr(output, "_isatty", lambda stream: True)
+    monkeypatch.setattr(runner, "fit_concurrency", lambda n: (n, "concurrency lowered"))
+    out_file = tmp_path / "out.jsonl"
+    code, _, err = invoke("-o", str(out_file), f"127.0.0.1:{routes}")
+    assert code == 0 and "warning: concurrency lowered" in err and "1/1 done" in err
+    code, out, err = invoke("-s", "-o", str(out_file), "--resume", f"127.0.0.1:{routes}")
+    assert (code, out, err) == (0, "", "")  # nothing fetched, nothing said
+    code, out, err = invoke("-s", f"127.0.0.1:{routes}")
+    assert code == 0 and "header > HTTP/1.1 200 OK" in out and err == ""
+    code, _, err = invoke("-s", "--json", "-o", "/dev/full", f"127.0.0.1:{routes}")
+    assert code == 74
+    assert err == "afetch: error: cannot write to /dev/full: No space left on device\n"
+
+
 def test_no_progress_in_a_pipe(routes: int) -> None:
     code, _, err = invoke(f"127.0.0.1:{routes}")
     assert code == 0 and err == ""
