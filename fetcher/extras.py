@@ -42,3 +42,4 @@ class Extra:
 H2 = Extra("h2", "--http2 needs the h2 package: pip install 'afetch[http2]'")
 AIODNS = Extra("aiodns", "--resolver needs aiodns, which is not installed (pip install aiodns)")
 UVLOOP = Extra("uvloop", "--loop uvloop: uvloop is not installed (pip install uvloop)")
+TRUSTME = Extra("trustme", "needs trustme: pip install 'afetch[demo]'")  # make demo's TLS host
