@@ -44,14 +44,8 @@ HELP_GROUPS = {
 
 
 class Command(click.Command):
-    """A click command whose expected errors end in one line on stderr and exit 2, whose
-    options are grouped in --help, and whose every configurable option reads AFETCH_<NAME>
-    (the long option name in capitals, '-' and '.' as '_')."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for key, param in config_options(self).items():
-            param.envvar = env_name(key)
+    """A click command whose expected errors end in one line on stderr and exit 2, and whose
+    options are grouped in --help."""
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
@@ -227,7 +221,8 @@ def _click_type(spec: Spec, default: Any) -> click.ParamType | None:  # type: ig
 
 
 def _click_option(cls: type[Any], path: str, spec: Spec) -> Callable[[Any], Any]:
-    """The click option for one declaration; its default is the field's."""
+    """The click option for one declaration: its default is the field's, and a configurable
+    one reads AFETCH_<NAME> (the long option name in capitals, '-' and '.' as '_')."""
     default = default_of(cls, path)
     if spec.flag:
         default = False
@@ -243,6 +238,7 @@ def _click_option(cls: type[Any], path: str, spec: Spec) -> Callable[[Any], Any]
         type=_click_type(spec, default),
         metavar=spec.metavar,
         callback=callback,
+        envvar=env_name(spec.key) if spec.configurable else None,
         show_default=spec.shown_default or True,
         help=spec.help,
     )
