@@ -183,10 +183,8 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
         self.splitter = spec.env_splitter
 
     def split_envvar_value(self, rv: str) -> Sequence[str]:
-        """One AFETCH_* value as items: split at the declared separator, else at spaces."""
-        if self.splitter is None:
-            return super().split_envvar_value(rv)
-        return rv.split(self.splitter)
+        """One AFETCH_* value as items: split at the declared separator, else at white space."""
+        return (rv or "").split(self.splitter)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):  # already converted (a default, a second pass)

@@ -713,6 +713,14 @@ def test_a_write_failing_halfway_leaves_whole_records(
     assert len(written.splitlines()) >= 10
 
 
+def test_an_output_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
+    """Said before any fetch, naming the file: the runner opens it while preparing the run."""
+    missing = tmp_path / "no" / "such" / "dir" / "out.jsonl"
+    code, out, err = invoke("-o", str(missing), "127.0.0.1:1")
+    assert (code, out) == (2, "")
+    assert err == f"afetch: error: cannot use {missing}: No such file or directory\n"
+
+
 def test_the_output_file_cannot_be_an_input_file(tmp_path: Path) -> None:
     """Starting the -o file afresh would empty the list before it is read."""
     listing = tmp_path / "hosts.txt"

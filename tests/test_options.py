@@ -73,3 +73,12 @@ def test_a_missing_extra_says_what_to_install() -> None:
     with pytest.raises(ConfigError, match="^--thing needs it: pip install thing$"):
         absent.require()
     assert extras.Extra("json", "").require().__name__ == "json"
+
+
+def test_a_parsed_option_takes_a_value_already_parsed() -> None:
+    """click's contract for a type: a default or a value converted once comes through as is."""
+    from fetcher.cli import Parsed
+
+    [ports] = [spec for _, _, spec in DECLARED if spec.key == "ports"]
+    assert Parsed(ports).convert((80, 443), None, None) == (80, 443)
+    assert Parsed(ports).convert("80,443", None, None) == (80, 443)
