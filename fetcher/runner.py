@@ -147,8 +147,9 @@ def prepare(config: Config, files: Run, targets: Sequence[str]) -> Prepared:
     repaired (--append, --resume), read (--resume) and opened. Raises ConfigError (a usage
     error) for what cannot be obeyed; nothing is fetched or written before then."""
     concurrency, warning = fit_concurrency(config.limits.concurrency)
-    if warning and not config.output.silent:
-        sys.stderr.write(f"afetch: warning: {warning}\n")
+    if warning:
+        if not config.output.silent:
+            sys.stderr.write(f"afetch: warning: {warning}\n")
         limits = dataclasses.replace(config.limits, concurrency=concurrency)
         config = dataclasses.replace(config, limits=limits)
     factory = loop_factory(files.loop)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from fetcher import __version__
 from fetcher.cli import HELP_GROUPS, afetch, config_keys
+from fetcher.config import Config
 from fetcher.loopback import LoopbackHosts, recording, replies, response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,7 +373,14 @@ def test_silent_leaves_only_errors_on_stderr(
     from fetcher import output, runner
 
     monkeypatch.setattr(output, "_isatty", lambda stream: True)
-    monkeypatch.setattr(runner, "fit_concurrency", lambda n: (n, "concurrency lowered"))
+    monkeypatch.setattr(runner, "fit_concurrency", lambda n: (7, "concurrency lowered"))
+    real_run, concurrency = runner.run, []
+
+    def run(config: Config, *args: Any, **kwargs: Any) -> runner.Outcome:
+        concurrency.append(config.limits.concurrency)
+        return real_run(config, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run", run)
     out_file = tmp_path / "out.jsonl"
     code, _, err = invoke("-o", str(out_file), f"127.0.0.1:{routes}")
     assert code == 0 and "warning: concurrency lowered" in err and "1/1 done" in err
@@ -379,6 +388,7 @@ def test_silent_leaves_only_errors_on_stderr(
     assert (code, out, err) == (0, "", "")  # nothing fetched, nothing said
     code, out, err = invoke("-s", f"127.0.0.1:{routes}")
     assert code == 0 and "header > HTTP/1.1 200 OK" in out and err == ""
+    assert concurrency == [7, 7, 7]  # lowered all the same: -s only keeps it quiet
     code, _, err = invoke("-s", "--json", "-o", "/dev/full", f"127.0.0.1:{routes}")
     assert code == 74
     assert err == "afetch: error: cannot write to /dev/full: No space left on device\n"
