@@ -269,7 +269,7 @@ class Config:
     output: Output = Output()
     backend: str = option(
         "raw", "--backend", group="Request", choices=BACKENDS,
-        help="raw: asyncio transports; httpx: httpx.AsyncClient.",
+        help="raw: afetch's HTTP/1 parser; httpx: httpcore.",
     )  # fmt: skip
     # DNS servers (IP or IP:PORT) to ask instead of the system's; empty: resolv.conf's.
     resolvers: tuple[str, ...] = option(
