@@ -32,8 +32,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from .config import ConfigError, parse_nameserver
+from . import extras
+from .config import parse_nameserver
 from .errors import DNSError
+from .options import ConfigError
 from .targets import IPV4_SHAPE
 
 # Distinct names remembered per run. A million-line input of distinct hosts must not grow
@@ -135,7 +137,8 @@ class Resolver:
         for host, port, addresses in map(parse_pin, pins):  # the first of a host:port wins
             self._pins.setdefault((host, port), list(addresses))
         servers = [parse_nameserver(server) for server in nameservers]
-        require_async_dns(nameservers)
+        if servers:
+            extras.AIODNS.require()  # the getaddrinfo fallback asks the system's servers only
         # c-ares' server syntax: ip:port, [ipv6]:port.
         self._servers = [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in servers]
         self._timeout = timeout
@@ -325,26 +328,10 @@ class _ThreadLookup:
         """Nothing held: the loop owns its thread pool."""
 
 
-def async_dns_available() -> bool:
-    """Whether aiodns (and the c-ares library under it) imports on this platform."""
-    try:
-        import aiodns  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def require_async_dns(nameservers: Sequence[str]) -> None:
-    """Raise ConfigError if custom DNS servers are asked for but aiodns is missing: the
-    getaddrinfo fallback can only ask the system's servers."""
-    if nameservers and not async_dns_available():
-        raise ConfigError("--resolver needs aiodns, which is not installed (pip install aiodns)")
-
-
 def _make_lookup(
     servers: Sequence[str], timeout: float, tries: int, loop: asyncio.AbstractEventLoop
 ) -> _Lookup:
-    if async_dns_available():
+    if extras.AIODNS.available:
         return _AresLookup(servers, timeout, tries, loop)
     return _ThreadLookup()
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from fetcher import __version__
 from fetcher.cli import HELP_GROUPS, afetch, config_keys
+from fetcher.config import Config
 from fetcher.loopback import LoopbackHosts, recording, replies, response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +141,7 @@ def test_example_config_lists_every_option_with_its_default() -> None:
         example = tomllib.load(handle)
     params = {p.name: p for p in afetch.params}
     keys = config_keys(afetch)
-    commented = {"cacert"}  # no default value: shown commented out
+    commented = {"cacert", "proxy"}  # no default value: shown commented out
     assert set(example) | commented == set(keys)
     # Each key, set or commented out, comes right after a comment saying what it does.
     lines = (ROOT / "config" / "afetch.toml").read_text().splitlines()
@@ -362,6 +364,34 @@ def test_progress_line_on_a_terminal(routes: int, monkeypatch: pytest.MonkeyPatc
     assert "2/2 done" in err and "2 ok" in err and "\x1b[2K" in err
     code, out, err = invoke("-q", f"127.0.0.1:{routes}")
     assert code == 0 and err == ""
+
+
+def test_silent_leaves_only_errors_on_stderr(
+    routes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-s: no progress line, no warning, no --resume note; an error is still said."""
+    from fetcher import output, runner
+
+    monkeypatch.setattr(output, "_isatty", lambda stream: True)
+    monkeypatch.setattr(runner, "fit_concurrency", lambda n: (7, "concurrency lowered"))
+    real_run, concurrency = runner.run, []
+
+    def run(config: Config, *args: Any, **kwargs: Any) -> runner.Outcome:
+        concurrency.append(config.limits.concurrency)
+        return real_run(config, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run", run)
+    out_file = tmp_path / "out.jsonl"
+    code, _, err = invoke("-o", str(out_file), f"127.0.0.1:{routes}")
+    assert code == 0 and "warning: concurrency lowered" in err and "1/1 done" in err
+    code, out, err = invoke("-s", "-o", str(out_file), "--resume", f"127.0.0.1:{routes}")
+    assert (code, out, err) == (0, "", "")  # nothing fetched, nothing said
+    code, out, err = invoke("-s", f"127.0.0.1:{routes}")
+    assert code == 0 and "header > HTTP/1.1 200 OK" in out and err == ""
+    assert concurrency == [7, 7, 7]  # lowered all the same: -s only keeps it quiet
+    code, _, err = invoke("-s", "--json", "-o", "/dev/full", f"127.0.0.1:{routes}")
+    assert code == 74
+    assert err == "afetch: error: cannot write to /dev/full: No space left on device\n"
 
 
 def test_no_progress_in_a_pipe(routes: int) -> None:
@@ -693,6 +723,14 @@ def test_a_write_failing_halfway_leaves_whole_records(
     assert len(written.splitlines()) >= 10
 
 
+def test_an_output_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
+    """Said before any fetch, naming the file: the runner opens it while preparing the run."""
+    missing = tmp_path / "no" / "such" / "dir" / "out.jsonl"
+    code, out, err = invoke("-o", str(missing), "127.0.0.1:1")
+    assert (code, out) == (2, "")
+    assert err == f"afetch: error: cannot use {missing}: No such file or directory\n"
+
+
 def test_the_output_file_cannot_be_an_input_file(tmp_path: Path) -> None:
     """Starting the -o file afresh would empty the list before it is read."""
     listing = tmp_path / "hosts.txt"
@@ -841,7 +879,9 @@ def test_an_unknown_config_key_suggests_the_nearest(tmp_path: Path) -> None:
     config.write_text("concurency = 3\n")
     code, _, err = invoke("--config", str(config), "x")
     assert code == 2
-    assert err == f"afetch: error: {config}: unknown key 'concurency'; did you mean 'concurrency'?\n"
+    assert (
+        err == f"afetch: error: {config}: unknown key 'concurency'; did you mean 'concurrency'?\n"
+    )
 
 
 def test_every_afetch_flag_in_the_readme_mapping_table_exists() -> None:
@@ -860,3 +900,40 @@ def test_every_afetch_flag_in_the_readme_mapping_table_exists() -> None:
     known = {opt for param in afetch.params for opt in param.opts}
     assert len(rows) > 25 and {"-I", "-m", "--retry", "-x", "--resolve", "-v"} <= flags
     assert sorted(flags - known) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_an_input_that_cannot_be_read_is_one_line_and_exit_74() -> None:
+    """Reading /proc/self/mem from its start fails with EIO: a local problem, not a bug."""
+    done = run_afetch("-l", "/proc/self/mem")
+    assert done.returncode == 74, done.stderr
+    assert done.stderr == b"afetch: error: cannot read /proc/self/mem: Input/output error\n"
+
+
+def test_the_flags_curl_users_bring(ok_port: int, hosts: LoopbackHosts) -> None:
+    seen: list[bytes] = []
+    port = hosts.serve(recording(OK, seen))
+    code, out, err = invoke("-I", "-j", "-m", "5", "--retry", "1", "--max-redirs", "3",
+                            f"127.0.0.1:{port}")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["method"] == "HEAD" and seen[0].startswith(b"HEAD / HTTP/1.1\r\n")
+    code, _, err = invoke("-X", "OPTIONS", "-x", "socks5://127.0.0.1:1", "x")
+    assert code == 2 and "only http:// proxies" in err
+
+
+def test_resolve_verbose_and_proxy_from_the_command_line(hosts: LoopbackHosts) -> None:
+    from test_proxy import proxying
+
+    port = hosts.serve(replies(OK))
+    at_proxy: list[bytes] = []
+    proxy = hosts.serve(proxying(at_proxy))
+    url = f"http://pinned.example:{port}/"
+    code, out, err = invoke("--resolve", f"pinned.example:{port}:127.0.0.1", "-v",
+                            "--format", "line", url)  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(f"{url} [200 OK] [text/plain] [6] [127.0.0.1] [")
+    assert f"{url} * pinned.example pinned to 127.0.0.1\n" in err
+    assert f"{url} > Host: pinned.example:{port}\n" in err and f"{url} < HTTP/1.1 200 OK\n" in err
+    code, out, err = invoke("--proxy", f"127.0.0.1:{proxy}", "--json", f"127.0.0.1:{port}")
+    assert code == 0, err
+    assert at_proxy[0].startswith(f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\n".encode())
