@@ -239,8 +239,8 @@ class Output:
     """
 
     format: str = option(
-        "text", "--format", group="Output", choices=FORMATS, metavar="FORMAT",
-        help="text, line (one per target), jsonl or csv.",
+        "text", "--format", group="Output", choices=FORMATS, case_sensitive=False,
+        metavar="FORMAT", help="text, line (one per target), jsonl or csv.",
         also=(Spec(("-j", "--json"), "Same as --format jsonl.", "Output", flag=True, sets="jsonl",
                    configurable=False),),
     )  # fmt: skip
@@ -290,7 +290,7 @@ class Config:
     limits: Limits = Limits()
     output: Output = Output()
     backend: str = option(
-        "raw", "--backend", group="Request", choices=BACKENDS,
+        "raw", "--backend", group="Request", choices=BACKENDS, case_sensitive=False,
         help="raw: afetch's HTTP/1 parser; httpx: httpcore.",
     )  # fmt: skip
     # DNS servers (IP or IP:PORT) to ask instead of the system's; empty: resolv.conf's.
@@ -312,11 +312,11 @@ class Config:
         help="Without -x: HTTPS_PROXY, http_proxy and NO_PROXY.",
     )  # fmt: skip
     order: str = option(
-        "completion", "--order", group="Concurrency", choices=ORDERS,
+        "completion", "--order", group="Concurrency", choices=ORDERS, case_sensitive=False,
         help="Order results by completion or by input.",
     )  # fmt: skip
     scheme: str = option(  # for targets given without one; auto = https, else http
-        "http", "--scheme", group="Input", choices=SCHEMES,
+        "http", "--scheme", group="Input", choices=SCHEMES, case_sensitive=False,
         help="Scheme for bare targets (auto: https, then http).",
     )  # fmt: skip
     ports: tuple[int, ...] = option(  # each bare host becomes one target per port
@@ -363,7 +363,7 @@ class Run:
     """What the command reads and writes around the Config: list files, the -o file, the loop."""
 
     loop: str = option(
-        "auto", "--loop", group="Concurrency", choices=LOOPS,
+        "auto", "--loop", group="Concurrency", choices=LOOPS, case_sensitive=False,
         help="Event loop (auto: uvloop if installed).",
     )  # fmt: skip
     lists: tuple[str, ...] = option(

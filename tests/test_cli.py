@@ -937,3 +937,11 @@ def test_resolve_verbose_and_proxy_from_the_command_line(hosts: LoopbackHosts) -
     code, out, err = invoke("--proxy", f"127.0.0.1:{proxy}", "--json", f"127.0.0.1:{port}")
     assert code == 0, err
     assert at_proxy[0].startswith(f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\n".encode())
+
+
+def test_choices_take_any_case(ok_port: int) -> None:
+    code, out, err = invoke("--format", "JSONL", "--scheme", "HTTP", "--backend", "Raw",
+                            f"127.0.0.1:{ok_port}")  # fmt: skip
+    assert code == 0, err
+    record = json.loads(out)
+    assert (record["scheme"], record["backend"]) == ("http", "raw")
