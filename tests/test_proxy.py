@@ -93,6 +93,11 @@ def test_https_goes_through_a_connect_tunnel(
     assert f"\r\nHost: localhost:{target}\r\n".encode() in at_target[0]
     assert result.host_ip == "127.0.0.1" and result.timings["tls"] is not None
     assert result.timings.get("ttfb") is not None  # counted from the request, not the CONNECT
+    # With credentials in the proxy URL, the CONNECT carries them (and only the CONNECT).
+    fetch(f"https://localhost:{target}/", cafile=ca_file, proxy=f"http://u:p@127.0.0.1:{proxy}")
+    token = base64.b64encode(b"u:p").decode()
+    assert f"\r\nProxy-Authorization: Basic {token}\r\n".encode() in at_proxy[1]
+    assert b"Proxy-Authorization" not in at_target[1]
 
 
 def test_http_is_asked_in_absolute_form_with_the_proxys_credentials(
