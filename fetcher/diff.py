@@ -744,7 +744,8 @@ def _report(side: Side) -> None:
         _warn(f"{side.path}: {tally.malformed} {lines} not records, skipped (first: line "
               f"{tally.first_malformed})")  # fmt: skip
     if tally.duplicates:
-        _warn(f"{side.path}: {tally.duplicates} records repeat an earlier target's; "
+        repeat = "record repeats" if tally.duplicates == 1 else "records repeat"
+        _warn(f"{side.path}: {tally.duplicates} {repeat} an earlier target's; "
               f"the last of each is compared")  # fmt: skip
 
 

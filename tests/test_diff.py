@@ -357,7 +357,7 @@ def test_duplicates_last_record_wins_with_a_warning(tmp_path: Path) -> None:
     code, out, err = run_diff(tmp_path, old, new)
     assert out == "example.com status > 200 -> 404\n"
     assert err.splitlines() == [
-        f"afetch diff: {tmp_path / 'old.jsonl'}: 1 records repeat an earlier target's; the last"
+        f"afetch diff: {tmp_path / 'old.jsonl'}: 1 record repeats an earlier target's; the last"
         " of each is compared",
         f"afetch diff: {tmp_path / 'new.jsonl'}: 2 records repeat an earlier target's; the last"
         " of each is compared",
@@ -690,7 +690,7 @@ def test_ports_on_one_side_only_and_repeated_ports(tmp_path: Path) -> None:
         "gone.example:80 disappeared > 200",
         "gone.example:443 disappeared > 200",
     ]
-    assert "1 records repeat" in err
+    assert "1 record repeats" in err
     ipv6 = record("[2001:db8::1]", port=80, path="/x")
     assert diff._label(ipv6, True) == "[2001:db8::1]:80/x"
 
