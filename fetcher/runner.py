@@ -372,8 +372,10 @@ def _start_progress(
     count: Counter | None,
 ) -> ProgressLine | None:
     """The progress line, on a terminal only; its total is counted on a daemon thread (a
-    thread nobody waits for: a long count never delays the end of a short run)."""
-    if not (config.output.progress and console.stderr_tty) or config.output.silent:
+    thread nobody waits for: a long count never delays the end of a short run). None with -v,
+    whose lines it would be redrawn over."""
+    output = config.output
+    if not (output.progress and console.stderr_tty) or output.silent or output.verbose:
         return None
     from .progress import ProgressLine
 

@@ -91,3 +91,24 @@ def test_an_interrupted_run_says_how_to_continue_and_resume_says_what_it_skipped
     assert process.returncode == 0, err
     assert err == f"afetch: resume: {written} targets skipped, already recorded in {out}\n".encode()
     assert len(records(out)) == COUNT
+
+
+def test_verbose_lines_go_to_stderr_and_the_progress_line_steps_aside(
+    hosts: LoopbackHosts, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fetcher.config import Output
+    from fetcher.loopback import replies, response
+    from fetcher.output import Console
+
+    port = hosts.serve(replies(response()))
+    stdout = io.BytesIO()
+    writer = RecordWriter(format_jsonl, stdout=stdout)
+    config = Config(output=Output(verbose=True))
+    console = Console(stdin_tty=False, stdout_tty=False, stderr_tty=True)
+    outcome = runner.run(config, [f"127.0.0.1:{port}"], writer, console=console)
+    assert runner.exit_code(outcome) == ExitCode.OK
+    err = capsys.readouterr().err
+    url = f"http://127.0.0.1:{port}/"
+    assert f"{url} > GET / HTTP/1.1\n" in err and f"{url} < HTTP/1.1 200 OK\n" in err
+    assert "\r" not in err  # no progress line drawn over them, though stderr is a terminal
+    assert stdout.getvalue().count(b"\n") == 1
