@@ -92,6 +92,7 @@ class Request:
     follow_redirects: bool = False
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     http2: bool = False
+    tls_info: bool = True  # the record's `tls` object; off: --no-tls-info
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

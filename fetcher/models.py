@@ -9,13 +9,14 @@ from typing import Any
 
 from .errors import FetchError, Phase
 from .targets import Target
+from .tls import TLSInfo
 
 TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
 # The JSON Lines record, in order: a stable, documented interface (README "JSON Lines").
 RECORD_FIELDS = (
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts",
+    "redirects", "final_url", "attempts", "tls",
 )  # fmt: skip
 # The CSV columns, in order: the record's scalar fields, the nested ones flattened, and the
 # headers people grep for most (README "CSV").
@@ -24,6 +25,8 @@ CSV_COLUMNS = (
     "reason", "http_version", "content_type", "content_length", "server", "location",
     "redirect_count", "final_url", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms",
     "failed", "error_kind", "error_phase", "error_message", "timestamp", "backend",
+    "tls_version", "cert_subject_cn", "cert_issuer_cn", "cert_not_after", "cert_days_left",
+    "tls_verified",
 )  # fmt: skip
 _CSV_HEADERS = {"content_type", "content_length", "server", "location"}
 
@@ -40,6 +43,7 @@ class Trace:
     phase: Phase = "dns"
     host_ip: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    tls: TLSInfo | None = None  # what the TLS handshake showed (https, unless --no-tls-info)
 
     def restart(self) -> None:
         """Start the clock again, after waiting for one-time set-up (the CA store, the
@@ -67,13 +71,19 @@ class Redirect:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One scheme --scheme auto tried: its URL, and the error it ended in (None: it answered)."""
+    """One scheme --scheme auto tried: its URL, the error it ended in (None: it answered), and
+    what its TLS handshake showed (https only)."""
 
     url: str
     error: FetchError | None = None
+    tls: TLSInfo | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "error": self.error.as_dict() if self.error else None}
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "error": self.error.as_dict() if self.error else None,
+            "tls": self.tls.as_dict(now) if self.tls else None,
+        }
 
 
 @dataclass(slots=True)
@@ -98,6 +108,7 @@ class Result:
     expanded: bool = False  # one of several targets made from one line by --ports
     # --scheme auto: each scheme tried, in order (of the last try, with --retries); else empty.
     attempts: Sequence[Attempt] = ()
+    tls: TLSInfo | None = None  # the https request's TLS facts (README "JSON Lines", tls)
 
     @property
     def failed(self) -> bool:
@@ -151,7 +162,8 @@ class Result:
             # Without redirects or a scheme fallback the final target is the target: its URL
             # is already formatted (this runs once per record, on the hot path).
             "final_url": url if final is None or final is target else final.url,
-            "attempts": [attempt.as_dict() for attempt in self.attempts] if self.attempts else [],
+            "attempts": [a.as_dict(self.timestamp) for a in self.attempts] if self.attempts else [],
+            "tls": self.tls.as_dict(self.timestamp) if self.tls else None,
         }
 
     def to_row(self) -> dict[str, Any]:
@@ -168,6 +180,11 @@ class Result:
         error = record["error"] or {}
         for part in ("kind", "phase", "message"):
             row[f"error_{part}"] = error.get(part)
+        tls = record["tls"] or {}
+        cert = tls.get("cert") or {}
+        row["tls_version"], row["tls_verified"] = tls.get("version"), tls.get("verified")
+        for name in ("subject_cn", "issuer_cn", "not_after", "days_left"):
+            row[f"cert_{name}"] = cert.get(name)
         return {name: row[name] for name in CSV_COLUMNS}
 
 

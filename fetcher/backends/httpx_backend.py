@@ -51,7 +51,7 @@ from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decod
 from ..models import Trace
 from ..resolve import Resolver, ip_literal
 from ..targets import Target
-from .base import Backend, make_ssl_context
+from .base import Backend, TLSReporter, make_ssl_context
 
 # Same grace as the raw backend: once the head is in hand, a slow goodbye must not cost it.
 CLOSE_GRACE = 1.0
@@ -79,7 +79,10 @@ class HttpxBackend(Backend):
         ).as_dict()
         ssl_context = make_ssl_context(request.verify, request.cafile)
         self._resolver = Resolver(config.resolvers)
-        network = TracedNetwork(self._resolver)
+        alpn = ("http/1.1", "h2") if request.http2 else ("http/1.1",)  # as httpcore offers
+        network = TracedNetwork(
+            self._resolver, TLSReporter(config, alpn) if request.tls_info else None
+        )
         connections: Connections
         if request.http2:
             # HTTP/2 multiplexes requests to one origin over one connection: that needs a pool.
@@ -393,8 +396,9 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
     read and write by the engine's total deadline (never later than httpcore's read timeout).
     """
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, tls: TLSReporter | None = None) -> None:
         self._resolver = resolver
+        self._tls = tls  # None: --no-tls-info
 
     async def connect_tcp(
         self,
@@ -428,7 +432,7 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
                         failure = exc
                         continue
                     trace.mark("connect", now)
-                    return TracedStream(reader, writer, probe, deadline, timeout)
+                    return TracedStream(reader, writer, probe, deadline, timeout, self._tls)
         except TimeoutError as exc:
             raise FetchTimeout(f"connect not done within {timeout:g} s", "connect") from exc
         assert failure is not None  # addresses is never empty
@@ -463,7 +467,9 @@ class TracedStream(httpcore.AsyncNetworkStream):
         probe: Probe,
         deadline: float | None,
         connect_timeout: float | None,
+        tls: TLSReporter | None = None,
     ) -> None:
+        self._tls = tls
         self._reader = reader
         self._writer = writer
         self._probe = probe  # an HTTP/1 connection serves only the fetch that opened it
@@ -523,10 +529,17 @@ class TracedStream(httpcore.AsyncNetworkStream):
             self._writer.transport.abort()
             raise FetchTimeout(f"tls not done within {self._connect_timeout:g} s", "tls") from exc
         except OSError as exc:  # ssl.SSLError is one
+            peer = self._writer.get_extra_info("peername")
             self._writer.transport.abort()
+            if self._tls is not None:
+                self._tls.failed(trace, exc, server_hostname or "")
+                if peer:
+                    await self._tls.capture(trace, peer[1])
             raise map_os_error(exc, "tls") from exc
         trace.mark("tls", started)
         ssl_object = self._writer.get_extra_info("ssl_object")
+        if self._tls is not None:
+            self._tls.completed(trace, ssl_object, server_hostname or "")
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             self._guard = None  # HTTP/2 starts with binary frames
         return self

@@ -1,0 +1,290 @@
+"""TLS facts: the `tls` object of https records on both backends (trustme servers on loopback),
+the offline verdict with -k against OpenSSL's, and certificate parsing that never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from conftest import FetchOne, make_config
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fetcher import tls
+from fetcher.loopback import LoopbackDNS, LoopbackHosts, replies, response
+from fetcher.models import Result
+from fetcher.stream import fetch_all
+
+OK = replies(response("200 OK", [("Content-Type", "text/plain")]))
+NOW = datetime.datetime.now(datetime.UTC)
+
+
+def _server(leaf: trustme.LeafCert, *, max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context
+
+
+def _self_signed(tmp_path: Path, name: str = "localhost") -> ssl.SSLContext:
+    """A leaf that signed itself, for `name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "self.pem", tmp_path / "self.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
+
+
+def _case(name: str, ca: trustme.CA, tmp_path: Path) -> ssl.SSLContext:
+    """The servers of the parity table, by name."""
+    if name == "valid":
+        return _server(ca.issue_cert("localhost", "127.0.0.1"))
+    if name == "expired":
+        past = NOW - datetime.timedelta(days=2)
+        leaf = ca.issue_cert(
+            "localhost", not_before=past - datetime.timedelta(days=30), not_after=past
+        )
+        return _server(leaf)
+    if name == "wrong-name":
+        return _server(ca.issue_cert("other.example"))
+    if name == "unknown-ca":
+        return _server(trustme.CA().issue_cert("localhost"))
+    if name == "self-signed":
+        return _self_signed(tmp_path)
+    if name == "tls12":
+        return _server(ca.issue_cert("localhost"), max_version=ssl.TLSVersion.TLSv1_2)
+    raise AssertionError(name)
+
+
+# name -> OpenSSL's reason for failing it (None: it verifies)
+CASES = {
+    "valid": None,
+    "expired": "expired",
+    "wrong-name": "hostname-mismatch",
+    "unknown-ca": "unknown-issuer",
+    "self-signed": "self-signed",
+    "tls12": None,
+}
+
+
+def _both(line: str, **options: Any) -> dict[str, Result]:
+    """The same target through each backend."""
+
+    async def one(backend: str) -> Result:
+        config = make_config(backend=backend, **options)
+        return [result async for result in fetch_all([line], config)][0]
+
+    return {backend: asyncio.run(one(backend)) for backend in ("raw", "httpx")}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_both_backends_report_the_same_tls_facts(
+    case: str, hosts: LoopbackHosts, ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    port = hosts.serve(OK, tls=_case(case, ca, tmp_path))
+    results = _both(f"https://localhost:{port}/", cafile=ca_file)
+    records = {name: result.to_record()["tls"] for name, result in results.items()}
+    assert records["raw"] == records["httpx"]
+    facts = records["raw"]
+    reason = CASES[case]
+    assert facts["verified"] is (reason is None)
+    assert facts["verify_error"] == reason
+    for result in results.values():  # a failed verification stays a tls-error
+        assert (result.error.kind if result.error else None) == ("tls-error" if reason else None)
+    # ... and still shows what was served
+    cert = facts["cert"]
+    assert cert is not None and facts["cert_error"] is None
+    assert facts["version"] == ("TLSv1.2" if case == "tls12" else "TLSv1.3")
+    assert facts["cipher"] and facts["alpn"] == "http/1.1"
+    assert len(cert["sha256"]) == 64 and cert["key"] == "EC-P256"
+    assert cert["self_signed"] is (case == "self-signed")
+    expected_cn = {"self-signed": "localhost"}.get(case)
+    assert cert["subject_cn"] == expected_cn
+    if case == "expired":
+        assert cert["days_left"] < 0
+    if case == "wrong-name":
+        assert cert["sans"] == ["other.example"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_offline_verdict_with_k_matches_openssl(
+    case: str, hosts: LoopbackHosts, ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    """With -k the handshake verifies nothing and the leaf is checked afterwards: the verdict
+    is OpenSSL's, but for an issuer the leaf alone cannot vouch for (an intermediate may)."""
+    port = hosts.serve(OK, tls=_case(case, ca, tmp_path))
+    results = _both(f"https://localhost:{port}/", cafile=ca_file, verify=False)
+    records = {name: result.to_record()["tls"] for name, result in results.items()}
+    assert records["raw"] == records["httpx"]
+    assert all(result.status_code == 200 for result in results.values())
+    facts = records["raw"]
+    if case == "unknown-ca":
+        assert (facts["verified"], facts["verify_error"]) == (None, "issuer-unchecked")
+    else:
+        assert facts["verify_error"] == CASES[case]
+        assert facts["verified"] is (CASES[case] is None)
+
+
+def test_wildcard_certificate(hosts: LoopbackHosts, ca: trustme.CA, ca_file: str) -> None:
+    port = hosts.serve(OK, tls=_server(ca.issue_cert("*.wild.test", key_type=trustme.KeyType.RSA)))
+    dns = hosts.serve_dns(
+        LoopbackDNS({"a.wild.test": ["127.0.0.1"], "b.a.wild.test": ["127.0.0.1"]})
+    )
+    resolvers = (f"127.0.0.1:{dns}",)
+    for verify in (True, False):
+        one = _both(
+            f"https://a.wild.test:{port}/", cafile=ca_file, resolvers=resolvers, verify=verify
+        )
+        facts = {name: result.to_record()["tls"] for name, result in one.items()}
+        assert facts["raw"] == facts["httpx"]
+        assert facts["raw"]["verified"] is True
+        assert facts["raw"]["cert"]["wildcard"] is True
+        assert facts["raw"]["cert"]["key"] == "RSA-2048"
+        # a wildcard covers one label only
+        two = _both(
+            f"https://b.a.wild.test:{port}/", cafile=ca_file, resolvers=resolvers, verify=verify
+        )
+        assert {r.to_record()["tls"]["verify_error"] for r in two.values()} == {"hostname-mismatch"}
+
+
+def test_http_records_and_no_tls_info_have_none(
+    hosts: LoopbackHosts, fetch: FetchOne, server_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    plain = hosts.serve(OK)
+    assert fetch(f"http://127.0.0.1:{plain}/").to_record()["tls"] is None
+    port = hosts.serve(OK, tls=server_tls)
+    assert fetch(f"https://localhost:{port}/", cafile=ca_file, tls_info=False).tls is None
+    # without the facts a failed verification is still a tls-error
+    failed = fetch(f"https://localhost:{port}/", tls_info=False)
+    assert failed.error is not None and failed.error.kind == "tls-error" and failed.tls is None
+
+
+def test_scheme_auto_keeps_the_https_attempts_tls_facts(
+    hosts: LoopbackHosts, fetch: FetchOne, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """The https try fails verification; the http fallback (on the same, TLS-only port) fails
+    too: the record's error is http's, its tls facts the https attempt's."""
+    port = hosts.serve(OK, tls=_case("expired", ca, tmp_path))
+    result = fetch(f"localhost:{port}", scheme="auto")
+    record = result.to_record()
+    https = record["attempts"][0]
+    assert https["error"]["kind"] == "tls-error"
+    assert https["tls"]["verify_error"] == "unknown-issuer"
+    assert https["tls"]["cert"]["days_left"] < 0
+    assert record["tls"] == https["tls"]  # the record keeps it whatever http did
+
+
+def test_a_capture_that_finds_no_server_says_why() -> None:
+    info = tls.TLSInfo(None, None, None, None, "localhost", verified=False, verify_error="expired")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    from fetcher.backends.base import capture_into
+
+    asyncio.run(capture_into(info, "127.0.0.1", 1, context, 1.0))
+    facts = info.as_dict(NOW.timestamp())
+    assert facts["cert"] is None and facts["cert_error"].startswith("certificate not captured")
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _der(leaf: trustme.LeafCert) -> bytes:
+    pem = leaf.cert_chain_pems[0].bytes()
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+def test_parse_cert_fields(ca: trustme.CA) -> None:
+    der = _der(ca.issue_cert("a.example", "*.b.example", "10.0.0.1", common_name="a.example"))
+    cert = tls.parse_cert(der)
+    assert isinstance(cert, tls.Cert)
+    facts = cert.as_dict(NOW.timestamp())
+    assert facts["subject_cn"] == "a.example"
+    assert facts["sans"] == ["a.example", "*.b.example", "10.0.0.1"]
+    assert facts["issuer_org"] == "trustme v" + trustme.__version__
+    assert facts["wildcard"] is True and facts["self_signed"] is False
+    assert facts["not_after"].endswith("Z") and facts["days_left"] > 300
+    assert int(facts["serial"], 16) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_fuzzed_certificate_is_a_reason_never_a_crash(data: st.DataObject) -> None:
+    base = FUZZ_BASE
+    position = data.draw(st.integers(0, len(base) - 1))
+    junk = data.draw(st.binary(min_size=1, max_size=8))
+    cut = data.draw(st.booleans())
+    der = base[:position] + (b"" if cut else junk + base[position + len(junk) :])
+    info = tls.TLSInfo("TLSv1.3", "X", None, der, "localhost", offline=True)
+    facts = info.as_dict(NOW.timestamp())  # parses and checks offline: neither may raise
+    if facts["cert"] is None:
+        assert facts["cert_error"].startswith("unreadable certificate")
+    assert facts["verified"] in (True, False, None)
+
+
+FUZZ_BASE = _der(trustme.CA().issue_cert("localhost"))
+
+
+def test_garbage_der_and_the_cache() -> None:
+    cache = tls.CertCache(size=2)
+    bad = cache.get(b"\x30\x03\x02\x01\x00")
+    assert isinstance(bad, tls.Unreadable) and bad.reason.startswith("unreadable certificate")
+    first = cache.get(FUZZ_BASE)
+    assert cache.get(FUZZ_BASE) is first and cache.hits == 1
+    cache.get(b"other")
+    cache.get(b"third")  # the least recently used (bad) goes first, then FUZZ_BASE
+    assert len(cache) == 2 and cache.get(FUZZ_BASE) is not first
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "expected"),
+    [
+        ("a.example", "A.Example", True),
+        ("*.example.com", "www.example.com", True),
+        ("*.example.com", "example.com", False),
+        ("*.example.com", "a.b.example.com", False),
+        ("*.com", "example.com", False),
+        ("w*.example.com", "www.example.com", False),
+        ("*.*.example", "a.b.example", False),
+    ],
+)
+def test_host_names_match_as_openssl_does(pattern: str, host: str, expected: bool) -> None:
+    assert tls._dns_match(pattern.lower(), host.lower()) is expected
+
+
+def test_openssl_reasons_map_to_stable_names() -> None:
+    error = ssl.SSLCertVerificationError("x")
+    error.verify_code = 10
+    assert tls.failed_verification(error, "h").verify_error == "expired"
+    error.verify_code = 999
+    assert tls.failed_verification(error, "h").verify_error == tls.OTHER_REASON
