@@ -22,6 +22,7 @@ import orjson
 
 from .config import Output
 from .models import CSV_COLUMNS, RECORD_FIELDS, Result
+from .tls import Cert, TLSInfo
 
 Formatter = Callable[[Result], str]
 STDOUT = "-"  # as the -o FILE: the JSON Lines records go to stdout
@@ -46,6 +47,8 @@ def format_text(result: Result) -> str:
     after a --scheme auto fallback, first a `<input> scheme > http (https failed: ...)` line."""
     label = escape(result.label)
     lines = [_scheme_line(label, result)] if len(result.attempts) > 1 else []
+    if result.tls is not None:
+        lines.append(f"{label} tls > {escape(tls_summary(result.tls, result.timestamp))}\n")
     if result.error is not None:
         error = result.error
         lines.append(f"{label} error > {error.kind}: {escape(error.message)}\n")
@@ -67,6 +70,26 @@ def _scheme_line(label: str, result: Result) -> str:
         if attempt.error is not None
     )
     return f"{label} scheme > {last.url.partition(':')[0]} ({escape(reasons)})\n"
+
+
+def tls_summary(tls: TLSInfo, now: float) -> str:
+    """`TLSv1.3 TLS_AES_256_GCM_SHA384 h2, CN=www.example.com, expires 2027-03-01 (89 days),
+    verified`: the text line's TLS facts, `now` (epoch seconds) for the days left."""
+    tls.settle()
+    parts = [" ".join(part for part in (tls.version, tls.cipher, tls.alpn) if part)]
+    cert = tls.cert
+    if isinstance(cert, Cert):
+        name = f"CN={cert.subject_cn}" if cert.subject_cn else f"SAN={','.join(cert.sans)}"
+        days = cert.days_left(now)
+        parts += [name, f"expires {cert.not_after:%Y-%m-%d} ({days} day{'' if days == 1 else 's'})"]
+    else:
+        parts.append(cert.reason if cert is not None else tls.capture_error or "no certificate")
+    if tls.verified:
+        parts.append("verified")
+    else:
+        verdict = "not verified" if tls.verified is False else "verdict unknown"
+        parts.append(f"{verdict}: {tls.verify_error}")
+    return ", ".join(part for part in parts if part)
 
 
 def format_jsonl(result: Result) -> str:

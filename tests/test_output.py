@@ -367,3 +367,73 @@ def test_a_write_error_reported_at_close_names_the_file(
         writer.close()
     monkeypatch.undo()
     assert len(closed) == 1 and out.read_text().count("\n") == 1
+
+
+def _tls_result(**verdict: object) -> Result:
+    """An https answer whose handshake showed a trustme certificate for www.example.com that
+    expires in 89 days and a bit."""
+    import datetime
+
+    import trustme
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from fetcher.tls import TLSInfo
+
+    result = ok_result()
+    result.target = parse_target("https://www.example.com/")
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = trustme.CA().issue_cert(
+        "www.example.com",
+        common_name="www.example.com",
+        not_before=now - datetime.timedelta(days=1),
+        not_after=now + datetime.timedelta(days=89, hours=1),
+    )
+    pem = leaf.cert_chain_pems[0].bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    result.timestamp = now.timestamp()
+    result.tls = TLSInfo(
+        "TLSv1.3",
+        "TLS_AES_256_GCM_SHA384",
+        "h2",
+        der,
+        "www.example.com",
+        **verdict,  # type: ignore[arg-type]
+    )
+    return result
+
+
+def test_text_output_has_one_tls_line() -> None:
+    result = _tls_result(verified=True)
+    expires = result.tls.cert.not_after.strftime("%Y-%m-%d")  # type: ignore[union-attr]
+    assert format_text(result).splitlines()[0] == (
+        "www.sohu.com tls > TLSv1.3 TLS_AES_256_GCM_SHA384 h2, CN=www.example.com,"
+        f" expires {expires} (89 days), verified"
+    )
+    failed = _tls_result(verified=False, verify_error="hostname-mismatch")
+    assert format_text(failed).splitlines()[0].endswith(", not verified: hostname-mismatch")
+    unknown = _tls_result(verified=None, verify_error="issuer-unchecked")
+    unknown.tls.der = None  # type: ignore[union-attr]
+    unknown.tls.capture_error = "certificate not captured: timed out"  # type: ignore[union-attr]
+    assert format_text(unknown).splitlines()[0] == (
+        "www.sohu.com tls > TLSv1.3 TLS_AES_256_GCM_SHA384 h2, certificate not captured:"
+        " timed out, verdict unknown: issuer-unchecked"
+    )
+    assert " tls > " not in format_text(ok_result())
+
+
+def test_csv_has_the_tls_columns_last() -> None:
+    from fetcher.models import CSV_COLUMNS
+
+    assert CSV_COLUMNS[-6:] == (
+        "tls_version", "cert_subject_cn", "cert_issuer_cn", "cert_not_after", "cert_days_left",
+        "tls_verified",
+    )  # fmt: skip
+    row = _tls_result(verified=True).to_row()
+    assert (row["tls_version"], row["cert_subject_cn"], row["tls_verified"]) == (
+        "TLSv1.3", "www.example.com", True,
+    )  # fmt: skip
+    assert row["cert_days_left"] == 89 and row["cert_not_after"].endswith("Z")
+    assert row["cert_issuer_cn"] is None  # trustme's CA has no CN, only O and OU
+    plain = ok_result().to_row()
+    assert all(plain[name] is None for name in CSV_COLUMNS[-6:])
