@@ -47,14 +47,14 @@ _NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "a
 HELP_GROUPS = {
     "Input": ("lists", "scheme", "ports"),
     "Request": (
-        "method", "headers", "user_agent", "http10", "insecure", "cacert", "timeout",
+        "method", "headers", "user_agent", "http10", "insecure", "cacert", "no_tls_info", "timeout",
         "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend", "http2",
         "resolvers",
     ),
     "Concurrency": ("concurrency", "per_host", "rate", "order", "loop"),
     "Output": (
         "output_format", "json_output", "fields", "output", "append", "resume", "match_status",
-        "filter_status",
+        "filter_status", "cert_expires_within",
         "quiet", "stats",
     ),
 }  # fmt: skip
@@ -311,6 +311,11 @@ option = functools.partial(click.option, show_default=True)
     help="Also trust the CA certificates in this PEM FILE.",
 )
 @option(
+    "--no-tls-info",
+    is_flag=True,
+    help="Leave the tls object out of https records (null), and its cost.",
+)
+@option(
     "-t",
     "--timeout",
     type=POSITIVE,
@@ -442,6 +447,14 @@ option = functools.partial(click.option, show_default=True)
     metavar="CODES",
     help="Hide responses with these statuses, e.g. 404,5xx.",
 )
+@option(
+    "--cert-expires-within",
+    type=click.IntRange(min=0),
+    default=None,
+    show_default="any",
+    metavar="DAYS",
+    help="Write only records whose certificate expires within DAYS days (expired included).",
+)
 @option("-q", "--quiet", is_flag=True, help="No progress line on the terminal.")
 @option("--stats", is_flag=True, help="Print a summary on stderr at the end.")
 @click.option(
@@ -466,6 +479,7 @@ def afetch(
     http10: bool,
     insecure: bool,
     cacert: str | None,
+    no_tls_info: bool,
     timeout: float,
     connect_timeout: float,
     follow_redirects: bool,
@@ -487,6 +501,7 @@ def afetch(
     resume: bool,
     match_status: StatusSet,
     filter_status: StatusSet,
+    cert_expires_within: int | None,
     quiet: bool,
     stats: bool,
 ) -> None:
@@ -523,12 +538,14 @@ def afetch(
                 follow_redirects=follow_redirects,
                 max_redirects=max_redirects,
                 http2=http2,
+                tls_info=not no_tls_info,
             ),
             output=Output(
                 format="jsonl" if json_output else output_format,
                 fields=fields,
                 match_status=match_status,
                 filter_status=filter_status,
+                cert_expires_within=cert_expires_within,
                 progress=not quiet,
                 stats=stats,
             ),

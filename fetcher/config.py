@@ -208,12 +208,17 @@ class Output:
     fields: tuple[str, ...] = ()
     match_status: StatusSet = field(default_factory=StatusSet)
     filter_status: StatusSet = field(default_factory=StatusSet)
+    cert_expires_within: int | None = None  # days: only records whose certificate expires so
     progress: bool = True  # a live line on stderr, when stderr is a terminal
     stats: bool = False  # a summary on stderr at the end
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}")
+        if self.cert_expires_within is not None and self.cert_expires_within < 0:
+            raise ConfigError(
+                f"cert-expires-within must be 0 or more, got {self.cert_expires_within}"
+            )
         if self.fields:
             known = field_names(self.format)
             if not known:

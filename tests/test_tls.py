@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import ssl
 from pathlib import Path
 from typing import Any
@@ -288,3 +289,55 @@ def test_openssl_reasons_map_to_stable_names() -> None:
     assert tls.failed_verification(error, "h").verify_error == "expired"
     error.verify_code = 999
     assert tls.failed_verification(error, "h").verify_error == tls.OTHER_REASON
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from fetcher.cli import afetch
+
+    result = CliRunner().invoke(afetch, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cert_expires_within_shows_only_those_records(
+    hosts: LoopbackHosts, ca: trustme.CA, ca_file: str
+) -> None:
+    def expiring_in(days: int) -> int:
+        leaf = ca.issue_cert("localhost", not_after=NOW + datetime.timedelta(days=days, hours=1))
+        return hosts.serve(OK, tls=_server(leaf))
+
+    soon, later = expiring_in(10), expiring_in(200)
+    plain = hosts.serve(OK)
+    urls = [
+        f"https://localhost:{soon}/",
+        f"https://localhost:{later}/",
+        f"http://127.0.0.1:{plain}/",
+    ]
+    common = ("--json", "-q", "--cacert", ca_file, "--backend", "raw")
+    code, out, err = _cli(*common, "--stats", "--cert-expires-within", "30", *urls)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0  # hidden records count for the exit status as with the status filters
+    assert [r["url"] for r in records] == [urls[0]]
+    assert records[0]["tls"]["cert"]["days_left"] == 10
+    assert "2 filtered out" in err and "expiring within 30 days 1" in err
+    # --no-tls-info: no tls object, so nothing to show either
+    code, out, _ = _cli(*common, "--no-tls-info", urls[0])
+    assert code == 0 and json.loads(out)["tls"] is None
+    code, out, _ = _cli(*common, "--no-tls-info", "--cert-expires-within", "30", urls[0])
+    assert (code, out) == (0, "")
+
+
+def test_text_output_of_a_failed_verification(
+    hosts: LoopbackHosts, ca: trustme.CA, tmp_path: Path
+) -> None:
+    port = hosts.serve(OK, tls=_case("wrong-name", ca, tmp_path))
+    code, out, _ = _cli("-q", "--backend", "httpx", f"https://localhost:{port}/")
+    tls_line, error_line = out.splitlines()
+    assert code == 1
+    assert tls_line.startswith(f"https://localhost:{port}/ tls > TLSv1.3 TLS_")
+    assert tls_line.endswith(" days), not verified: unknown-issuer")
+    assert error_line.startswith(f"https://localhost:{port}/ error > tls-error: ")
