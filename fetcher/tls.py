@@ -79,6 +79,8 @@ class Cert:
     issuer_org: str | None
     not_before: datetime.datetime
     not_after: datetime.datetime
+    not_before_text: str  # RFC 3339, formatted once per certificate, not once per record
+    not_after_text: str
     serial: str
     sha256: str
     self_signed: bool
@@ -87,7 +89,11 @@ class Cert:
 
     def days_left(self, now: float) -> int:
         """Whole days from `now` (epoch seconds) to not_after; negative once expired."""
-        return int((self.not_after.timestamp() - now) // 86400)
+        return int((self.expires - now) // 86400)
+
+    @property
+    def expires(self) -> float:
+        return self.not_after.timestamp()
 
     def as_dict(self, now: float) -> dict[str, Any]:
         return {
@@ -95,8 +101,8 @@ class Cert:
             "sans": list(self.sans),
             "issuer_cn": self.issuer_cn,
             "issuer_org": self.issuer_org,
-            "not_before": _rfc3339(self.not_before),
-            "not_after": _rfc3339(self.not_after),
+            "not_before": self.not_before_text,
+            "not_after": self.not_after_text,
             "days_left": self.days_left(now),
             "serial": self.serial,
             "sha256": self.sha256,
@@ -246,6 +252,8 @@ def _fields(cert: Any, der: bytes) -> Cert:
         issuer_org=_attribute(cert.issuer, NameOID.ORGANIZATION_NAME),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
+        not_before_text=_rfc3339(cert.not_valid_before_utc),
+        not_after_text=_rfc3339(cert.not_valid_after_utc),
         serial=format(cert.serial_number, "x"),
         sha256=hashlib.sha256(der).hexdigest(),
         self_signed=_self_signed(cert),
