@@ -341,3 +341,34 @@ def test_text_output_of_a_failed_verification(
     assert tls_line.startswith(f"https://localhost:{port}/ tls > TLSv1.3 TLS_")
     assert tls_line.endswith(" days), not verified: unknown-issuer")
     assert error_line.startswith(f"https://localhost:{port}/ error > tls-error: ")
+
+
+def test_a_handshake_that_fails_otherwise_has_no_tls_facts(
+    hosts: LoopbackHosts, fetch: FetchOne
+) -> None:
+    """Not a verification failure (the port speaks plain HTTP): nothing to capture."""
+    port = hosts.serve(replies(response("200 OK", []), wait_for_request=False))
+    result = fetch(f"https://127.0.0.1:{port}/")
+    assert result.error is not None and result.error.kind == "tls-error"
+    assert result.tls is None
+
+
+def test_no_capture_when_the_deadline_is_near() -> None:
+    """The capture must not turn the tls-error into a timeout: without time left it is
+    skipped, and the record says so."""
+    import time
+
+    from fetcher.backends.base import TLSReporter
+    from fetcher.models import Trace
+
+    reporter = TLSReporter(make_config(timeout=1.0), ("http/1.1",))
+    trace = Trace(started=time.perf_counter() - 5.0)  # 5 s into a 1 s budget
+    trace.host_ip = "127.0.0.1"
+    error = ssl.SSLCertVerificationError("certificate verify failed")
+    error.verify_code = 62
+    reporter.failed(trace, error, "localhost")
+    asyncio.run(reporter.capture(trace, 1))
+    assert trace.tls is not None
+    facts = trace.tls.as_dict(time.time())
+    assert facts["verify_error"] == "hostname-mismatch" and facts["cert"] is None
+    assert facts["cert_error"] == "certificate not captured: no time left"
