@@ -232,6 +232,7 @@ class Bench:
         )
         emit(title, report.throughput_table(summaries, "curl --parallel", "ab", self.rss_floor_mb))
         by_name = {summary.client: summary.median_rate() for summary in summaries}
+        cpu = {summary.client: summary.median_cpu_us() for summary in summaries}
         raw = by_name.get("afetch raw")
         self.checks += [
             report.ratio_check(
@@ -246,7 +247,16 @@ class Bench:
                 report.ratio(raw, by_name.get("afetch raw --no-tls-info")),
                 TLS_INFO_COST,
             ),
+            # The same target in CPU per request, which a busy machine disturbs far less.
+            report.ratio_check(
+                "https raw CPU/request, --no-tls-info vs tls",
+                f">= {TLS_INFO_COST}x",
+                report.ratio(cpu.get("afetch raw --no-tls-info"), cpu.get("afetch raw")),
+                TLS_INFO_COST,
+            ),
         ]
+        for name, micros in cpu.items():
+            progress(f"https: {name:<26} {micros or 0:8.0f} us CPU per request (median)")
         self.results["https"] = {
             "targets": work.size,
             "hosts": list(nginx.hosts),

@@ -354,8 +354,9 @@ class Anchors:
 
     @classmethod
     def load(cls, cafile: str | None) -> Anchors:
-        """The system store (its CA file, else its directory) plus `cafile`. About 15 ms for
-        Debian's 140 roots, once per run and only with -k."""
+        """The system store (its CA file, else its directory) plus `cafile`. About 45 ms for
+        Debian's 144 roots on a busy 2-core machine, once per run and only with -k (see
+        prepare())."""
         import ssl
 
         paths = ssl.get_default_verify_paths()
@@ -474,6 +475,13 @@ class VerdictCache:
         self._entries = OrderedDict()
         self._anchors: dict[str | None, Anchors] = {}
 
+    def anchors(self, cafile: str | None) -> Anchors:
+        """The trust store for `cafile`, loaded on first use."""
+        anchors = self._anchors.get(cafile)
+        if anchors is None:
+            anchors = self._anchors[cafile] = Anchors.load(cafile)
+        return anchors
+
     def get(self, der: bytes, host: str, cafile: str | None) -> tuple[bool | None, str | None]:
         key = (hashlib.sha256(der).digest(), host, cafile)
         verdict = self._entries.get(key)
@@ -489,9 +497,7 @@ class VerdictCache:
     def _decide(self, der: bytes, host: str, cafile: str | None) -> tuple[bool | None, str | None]:
         from cryptography import x509
 
-        anchors = self._anchors.get(cafile)
-        if anchors is None:
-            anchors = self._anchors[cafile] = Anchors.load(cafile)
+        anchors = self.anchors(cafile)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -502,6 +508,17 @@ class VerdictCache:
 
 
 VERDICTS = VerdictCache()
+
+
+def prepare(offline: bool, cafile: str | None) -> None:
+    """What the first record would otherwise do on the event loop, done ahead (a backend calls
+    this on a thread): import cryptography's X.509 modules (about 65 ms), and with -k load the
+    trust store for the offline verdicts (about 45 ms)."""
+    from cryptography import x509  # noqa: F401
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
+
+    if offline:
+        VERDICTS.anchors(cafile)
 
 
 def expires_within(tls: TLSInfo | None, days: int, now: float) -> bool:

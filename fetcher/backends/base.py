@@ -14,7 +14,7 @@ from ..config import Config, load_cafile
 from ..http1 import ResponseHead
 from ..models import Trace
 from ..targets import Target
-from ..tls import TLSInfo, failed_verification, observe
+from ..tls import TLSInfo, failed_verification, observe, prepare
 
 # The capture handshake after a failed verification takes at most this long, and ends this
 # long before the fetch's total deadline: the tls-error must not become a timeout for it. A
@@ -82,6 +82,11 @@ class TLSReporter:
         context.verify_mode = ssl.CERT_NONE
         context.set_alpn_protocols(list(alpn))
         self._capture_context = context
+
+    def prepare(self) -> None:
+        """Imports and the -k trust store, ahead of the first record (blocking: on a thread,
+        or before any fetch starts)."""
+        prepare(not self.verify, self.cafile)
 
     def completed(self, trace: Trace, ssl_object: Any, host: str) -> None:
         if ssl_object is not None:

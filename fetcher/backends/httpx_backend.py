@@ -51,12 +51,16 @@ from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decod
 from ..models import Trace
 from ..resolve import Resolver, ip_literal
 from ..targets import Target
+from ..tls import TLSInfo
 from .base import Backend, TLSReporter, make_ssl_context
 
 # Same grace as the raw backend: once the head is in hand, a slow goodbye must not cost it.
 CLOSE_GRACE = 1.0
 # Request headers HTTP/2 forbids (RFC 9113 section 8.2.2); h2 refuses to send them, so with
 # --http2 they are left out (our own "Connection: close" among them).
+# TracedStream.get_extra_info key: the TLSInfo of its handshake, for the HTTP/2 fetches that
+# reuse the connection (they never shake hands themselves).
+TLS_INFO = "afetch_tls_info"
 H2_FORBIDDEN_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
@@ -80,9 +84,10 @@ class HttpxBackend(Backend):
         ssl_context = make_ssl_context(request.verify, request.cafile)
         self._resolver = Resolver(config.resolvers)
         alpn = ("http/1.1", "h2") if request.http2 else ("http/1.1",)  # as httpcore offers
-        network = TracedNetwork(
-            self._resolver, TLSReporter(config, alpn) if request.tls_info else None
-        )
+        reporter = TLSReporter(config, alpn) if request.tls_info else None
+        if reporter is not None:
+            reporter.prepare()  # like the CA store above: before any fetch
+        network = TracedNetwork(self._resolver, reporter)
         connections: Connections
         if request.http2:
             # HTTP/2 multiplexes requests to one origin over one connection: that needs a pool.
@@ -162,6 +167,8 @@ def response_head(response: httpx.Response, trace: Trace) -> ResponseHead:
         address = stream.get_extra_info("server_addr") if stream is not None else None
         if address:
             trace.host_ip = str(address[0])
+        if stream is not None and trace.tls is None:
+            trace.tls = stream.get_extra_info(TLS_INFO)
     return ResponseHead(
         http_version=response.http_version.removeprefix("HTTP/"),  # "1.0", "1.1", "2"
         status_code=response.status_code,
@@ -470,6 +477,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
         tls: TLSReporter | None = None,
     ) -> None:
         self._tls = tls
+        self._facts: TLSInfo | None = None  # what the handshake showed
         self._reader = reader
         self._writer = writer
         self._probe = probe  # an HTTP/1 connection serves only the fetch that opened it
@@ -540,11 +548,14 @@ class TracedStream(httpcore.AsyncNetworkStream):
         ssl_object = self._writer.get_extra_info("ssl_object")
         if self._tls is not None:
             self._tls.completed(trace, ssl_object, server_hostname or "")
+            self._facts = trace.tls  # for the fetches that reuse this (HTTP/2) connection
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             self._guard = None  # HTTP/2 starts with binary frames
         return self
 
     def get_extra_info(self, info: str) -> Any:
+        if info == TLS_INFO:
+            return self._facts
         if info == "ssl_object":
             return self._writer.get_extra_info("ssl_object")
         if info == "client_addr":

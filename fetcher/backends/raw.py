@@ -182,6 +182,8 @@ class RawBackend(Backend):
         request = self.config.request
         context = make_ssl_context(request.verify, request.cafile)
         context.set_alpn_protocols(list(ALPN))
+        if self._tls is not None:
+            self._tls.prepare()  # on this thread too: the first record must not wait for it
         return context
 
     async def _connect(
