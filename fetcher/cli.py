@@ -313,7 +313,7 @@ option = functools.partial(click.option, show_default=True)
 @option(
     "--no-tls-info",
     is_flag=True,
-    help="Leave the tls object out of https records (null), and its cost.",
+    help="No tls object in https records (skips its cost).",
 )
 @option(
     "-t",
@@ -453,7 +453,7 @@ option = functools.partial(click.option, show_default=True)
     default=None,
     show_default="any",
     metavar="DAYS",
-    help="Write only records whose certificate expires within DAYS days (expired included).",
+    help="Only records whose certificate expires within DAYS.",
 )
 @option("-q", "--quiet", is_flag=True, help="No progress line on the terminal.")
 @option("--stats", is_flag=True, help="Print a summary on stderr at the end.")
