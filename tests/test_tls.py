@@ -372,3 +372,149 @@ def test_no_capture_when_the_deadline_is_near() -> None:
     facts = trace.tls.as_dict(time.time())
     assert facts["verify_error"] == "hostname-mismatch" and facts["cert"] is None
     assert facts["cert_error"] == "certificate not captured: no time left"
+
+
+# --- the offline verdict, case by case ----------------------------------------------------------
+
+
+def _issue(
+    issuer_key: Any = None,
+    issuer_name: x509.Name | None = None,
+    *,
+    key: Any = None,
+    names: list[x509.GeneralName] | None = None,
+    cn: str | None = None,
+    usage: list[x509.ObjectIdentifier] | None = None,
+    days: tuple[int, int] = (-1, 30),
+) -> tuple[x509.Certificate, Any]:
+    """A certificate made to order (self-signed without an issuer), and its key."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    attributes = [x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, cn)] if cn else []
+    subject = x509.Name(attributes or [x509.NameAttribute(x509.oid.NameOID.ORGANIZATION_NAME, "t")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + datetime.timedelta(days=days[0]))
+        .not_valid_after(NOW + datetime.timedelta(days=days[1]))
+    )
+    if names is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+    signer = issuer_key or key
+    cert = builder.sign(signer, None if _signs_without_hash(signer) else hashes.SHA256())
+    return cert, key
+
+
+def _signs_without_hash(key: Any) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return isinstance(key, ed25519.Ed25519PrivateKey)
+
+
+@pytest.fixture(scope="module")
+def root() -> tuple[x509.Certificate, Any, tls.Anchors]:
+    cert, key = _issue(cn="Test Root")
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    return (
+        cert,
+        key,
+        tls.Anchors([pem, b"-----BEGIN CERTIFICATE-----\nbad\n-----END CERTIFICATE-----"]),
+    )
+
+
+def _verdict(root: Any, host: str = "a.test", **options: Any) -> tuple[bool | None, str | None]:
+    cert, key, anchors = root
+    leaf, _ = _issue(key, cert.subject, **options)
+    return tls.offline_verdict(leaf, host, anchors, NOW)
+
+
+def test_offline_verdicts_for_a_leaf_signed_by_a_root(root: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    dns = [x509.DNSName("a.test")]
+    assert _verdict(root, names=dns) == (True, None)
+    assert _verdict(root, names=dns, days=(1, 30)) == (False, "not-yet-valid")
+    assert _verdict(root, names=dns, days=(-30, -1)) == (False, "expired")
+    assert _verdict(root, "b.test", names=dns) == (False, "hostname-mismatch")
+    assert _verdict(root, names=dns, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]) == (
+        False,
+        "wrong-purpose",
+    )
+    assert _verdict(root, names=dns, usage=[ExtendedKeyUsageOID.SERVER_AUTH]) == (True, None)
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    assert _verdict(root, names=dns, key=small) == (False, "weak-key")
+    # cryptography no longer signs with SHA-1: a real leaf that reports it, for the check
+    cert, key, anchors = root
+    leaf, _ = _issue(key, cert.subject, names=dns)
+
+    class SignedWithSHA1:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(leaf, name)
+
+        signature_hash_algorithm = hashes.SHA1()
+
+    assert tls.offline_verdict(SignedWithSHA1(), "a.test", anchors, NOW) == (
+        False,
+        "weak-signature",
+    )
+    # no DNS name at all: the CN is the name, as OpenSSL falls back to it
+    assert _verdict(root, cn="a.test") == (True, None)
+    # an IP target matches IP addresses only
+    ip = [x509.IPAddress(__import__("ipaddress").ip_address("10.0.0.1")), x509.DNSName("x.test")]
+    assert _verdict(root, "10.0.0.1", names=ip) == (True, None)
+    assert _verdict(root, "10.0.0.2", names=ip) == (False, "hostname-mismatch")
+    assert _verdict(root, "10.0.0.1", cn="10.0.0.1") == (False, "hostname-mismatch")
+
+
+def test_an_issuer_the_store_does_not_hold_is_unchecked_not_bad(root: Any) -> None:
+    other, other_key = _issue(cn="Some Intermediate")
+    leaf, _ = _issue(other_key, other.subject, names=[x509.DNSName("a.test")])
+    assert tls.offline_verdict(leaf, "a.test", root[2], NOW) == (None, "issuer-unchecked")
+    # a root of the store that did not sign it, under the same name, is no issuer either
+    cert, _, anchors = root
+    forged, _ = _issue(other_key, cert.subject, names=[x509.DNSName("a.test")])
+    assert tls.offline_verdict(forged, "a.test", anchors, NOW) == (None, "issuer-unchecked")
+    self_signed, _ = _issue(names=[x509.DNSName("a.test")])
+    assert tls.offline_verdict(self_signed, "a.test", anchors, NOW) == (False, "self-signed")
+
+
+def test_key_names() -> None:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ed448, ed25519, rsa
+
+    assert tls.key_name(rsa.generate_private_key(65537, 2048).public_key()) == "RSA-2048"
+    assert tls.key_name(ec.generate_private_key(ec.SECP384R1()).public_key()) == "EC-P384"
+    assert tls.key_name(ec.generate_private_key(ec.SECP256K1()).public_key()) == "EC-secp256k1"
+    assert tls.key_name(ed25519.Ed25519PrivateKey.generate().public_key()) == "Ed25519"
+    assert tls.key_name(ed448.Ed448PrivateKey.generate().public_key()) == "Ed448"
+    assert tls.key_name(dsa.generate_private_key(2048).public_key()) == "DSA-2048"
+
+
+def test_a_record_without_a_certificate_under_k(tmp_path: Path) -> None:
+    info = tls.TLSInfo("TLSv1.3", "X", None, None, "a.test", offline=True)
+    facts = info.as_dict(NOW.timestamp())
+    assert (facts["verified"], facts["verify_error"], facts["cert"]) == (
+        False,
+        "no-certificate",
+        None,
+    )
+    cache = tls.VerdictCache(size=1)
+    assert cache.get(b"junk", "a.test", None) == (False, "unreadable")
+    assert cache.get(b"junk", "a.test", None) == (False, "unreadable")  # from the cache
+    cache.get(b"more junk", "a.test", None)
+    assert len(cache._entries) == 1
+
+
+def test_anchors_from_a_directory_when_there_is_no_ca_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca: trustme.CA
+) -> None:
+    (tmp_path / "one.pem").write_bytes(ca.cert_pem.bytes())
+    (tmp_path / "sub").mkdir()
+    paths = ssl.DefaultVerifyPaths(None, str(tmp_path), "", "", "", "")  # type: ignore[arg-type]
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
+    anchors = tls.Anchors.load(None)
+    assert sum(len(certs) for certs in anchors.by_subject.values()) == 1
