@@ -172,14 +172,17 @@ def test_attempts_are_empty_without_probing(hosts: LoopbackHosts, fetch: FetchOn
 def test_text_output_says_which_scheme_answered_and_why(
     hosts: LoopbackHosts, server_tls: ssl.SSLContext
 ) -> None:
-    port = hosts.serve(TLSThenPlain(server_tls))
+    port = hosts.serve(TLSThenPlain(server_tls, tls_connections=2))  # a capture handshake too
     result = CliRunner().invoke(afetch, ["--scheme", "auto", f"127.0.0.1:{port}"])
     lines = result.stdout.splitlines()
     assert result.exit_code == 0, result.stderr
     assert lines[0].startswith(
         f"127.0.0.1:{port} scheme > http (https failed: tls-error: certificate verify failed"
     )
-    assert lines[1:] == [
+    # the https attempt's certificate, kept in sight though http answered
+    assert lines[1].startswith(f"127.0.0.1:{port} tls > TLSv1.3 ")
+    assert lines[1].endswith(", not verified: unknown-issuer")
+    assert lines[2:] == [
         f"127.0.0.1:{port} header > HTTP/1.1 200 OK",
         f"127.0.0.1:{port} header > Content-Type: text/plain",
         f"127.0.0.1:{port} header > Content-Length: 6",

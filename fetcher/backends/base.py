@@ -7,7 +7,6 @@ import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from ..config import Config, load_cafile
@@ -44,12 +43,7 @@ class Backend(ABC):
     async def __aenter__(self) -> Backend:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
