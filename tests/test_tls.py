@@ -518,3 +518,8 @@ def test_anchors_from_a_directory_when_there_is_no_ca_file(
     monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
     anchors = tls.Anchors.load(None)
     assert sum(len(certs) for certs in anchors.by_subject.values()) == 1
+
+
+def test_cert_expires_within_takes_whole_days() -> None:
+    code, _, err = _cli("--cert-expires-within", "-3", "example.invalid")
+    assert code == 2 and "whole number of days" in err
