@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -50,10 +51,10 @@ class Workload:
         return chunked_lines(self.urls)
 
 
-def make_urls(hosts: Iterable[str], port: int, count: int) -> tuple[str, ...]:
+def make_urls(hosts: Iterable[str], port: int, count: int, scheme: str = "http") -> tuple[str, ...]:
     """``count`` URLs spread round-robin over ``hosts``."""
     host_list = list(hosts)
-    return tuple(f"http://{host_list[i % len(host_list)]}:{port}/" for i in range(count))
+    return tuple(f"{scheme}://{host_list[i % len(host_list)]}:{port}/" for i in range(count))
 
 
 def stream_urls(hosts: Iterable[str], port: int, count: int) -> Iterator[str]:
@@ -108,7 +109,10 @@ def _afetch_tally(stdout: Path) -> Tally:
     return Tally(records, ok, f"{torn} unparsable lines" if torn else "")
 
 
-def afetch(command: str, backend: str, work: Workload) -> Client:
+def afetch(
+    command: str, backend: str, work: Workload, extra: tuple[str, ...] = (), label: str = ""
+) -> Client:
+    """afetch on the workload; `extra` options after the common ones, `label` after its name."""
     argv = (
         *shlex.split(command),
         "--backend",
@@ -118,8 +122,10 @@ def afetch(command: str, backend: str, work: Workload) -> Client:
         "-t",
         f"{work.timeout_s:g}",
         "--json",
+        *extra,
     )
-    return Client(f"afetch {backend}", argv, _afetch_tally, work.stdin_chunks)
+    name = f"afetch {backend}{' ' + label if label else ''}"
+    return Client(name, argv, _afetch_tally, work.stdin_chunks)
 
 
 def _curl_tally(stdout: Path) -> Tally:
@@ -136,9 +142,9 @@ def _curl_tally(stdout: Path) -> Tally:
     )
 
 
-def curl(work: Workload) -> Client:
+def curl(work: Workload, cafile: str | None = None) -> Client:
     argv = (
-        "curl",
+        *(("--cacert", cafile) if cafile else ()),
         "--parallel",
         "--parallel-max",
         str(work.concurrency),
@@ -149,7 +155,7 @@ def curl(work: Workload) -> Client:
         "-K",
         str(work.curl_config()),
     )
-    return Client("curl --parallel", argv, _curl_tally)
+    return Client("curl --parallel", ("curl", *argv), _curl_tally)
 
 
 _AB_FIELD = re.compile(r"^(Complete requests|Failed requests|Non-2xx responses):\s+(\d+)", re.M)
@@ -166,6 +172,23 @@ def ab(work: Workload) -> Client:
     # ab takes one URL; it gets the first host. No -k: a new connection per request.
     argv = ("ab", "-q", "-n", str(work.size), "-c", str(work.concurrency), work.urls[0])
     return Client("ab", argv, _ab_tally)
+
+
+def _httprobe_tally(stdout: Path) -> Tally:
+    lines = [line for line in stdout.read_text(errors="replace").splitlines() if line.strip()]
+    return Tally(len(lines), len(lines))  # it prints only the URLs that answered
+
+
+def httprobe(work: Workload) -> Client | None:
+    """tomnomnom's httprobe, if installed (a Go tool, in no registry the bench installs from):
+    host:port lines on stdin, https only (-s -p https:PORT), -c workers."""
+    program = shutil.which("httprobe")
+    if program is None:
+        return None
+    port = work.urls[0].rsplit(":", 1)[1].strip("/")
+    hosts = [url.split("//", 1)[1].rsplit(":", 1)[0] for url in work.urls]
+    argv = (program, "-s", "-p", f"https:{port}", "-c", str(work.concurrency))
+    return Client("httprobe", argv, _httprobe_tally, lambda: chunked_lines(hosts))
 
 
 def _summary_tally(stdout: Path) -> Tally:

@@ -6,7 +6,8 @@ from the benchmark, every client would report at least the benchmark's own ~35 M
 is started with ``python -S -I`` and imports nothing, so the floor it passes on is a few MB; the
 benchmark measures that floor once (``true``) and reports readings at the floor as "<= floor".
 
-Writes ``wall_seconds maxrss_kib exit_code`` to RESULT_FILE and exits with the command's code.
+Writes ``wall_seconds maxrss_kib exit_code cpu_seconds`` (user + system) to RESULT_FILE and
+exits with the command's code.
 """
 
 import os
@@ -28,7 +29,8 @@ def main() -> int:
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     with open(result_file, "w") as result:
-        result.write(f"{wall:.6f} {usage.ru_maxrss} {code}\n")
+        cpu = usage.ru_utime + usage.ru_stime
+        result.write(f"{wall:.6f} {usage.ru_maxrss} {code} {cpu:.6f}\n")
     return code if code >= 0 else 128 - code
 
 

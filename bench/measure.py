@@ -35,6 +35,8 @@ class ChildRun:
     returncode: int | None
     timed_out: bool
     stderr_tail: str
+    # user + system CPU of the client: far steadier than wall time on a busy machine
+    cpu_s: float = 0.0
 
     @property
     def peak_rss_mb(self) -> float:
@@ -147,17 +149,20 @@ def run_child(
         err.seek(max(0, size - STDERR_TAIL_BYTES))
         tail = err.read().decode("utf-8", "replace")
     maxrss_kib = 0
+    cpu = 0.0
     returncode: int | None = None if timed_out else proc.returncode
     if not timed_out:
         try:
-            wall_text, rss_text, code_text = result_path.read_text().split()
+            wall_text, rss_text, code_text, cpu_text = result_path.read_text().split()
             wall, maxrss_kib, returncode = float(wall_text), int(rss_text), int(code_text)
+            cpu = float(cpu_text)
         except (OSError, ValueError):
             tail += "\nbench: the launcher recorded no result"
     return ChildRun(
         argv=tuple(argv),
         wall_s=wall,
         maxrss_kib=maxrss_kib,
+        cpu_s=cpu,
         returncode=returncode,
         timed_out=timed_out,
         stderr_tail=tail,

@@ -55,6 +55,7 @@ class Measurement:
     def as_dict(self) -> dict[str, object]:
         return {
             "wall_s": round(self.child.wall_s, 4),
+            "cpu_s": round(self.child.cpu_s, 4),
             "requests_per_s": round(self.rate, 1),
             "peak_rss_mb": round(self.child.peak_rss_mb, 1),
             "returncode": self.child.returncode,
@@ -83,6 +84,15 @@ class Summary:
         good = self.good
         return statistics.median(run.rate for run in good) if good else None
 
+    def median_cpu_us(self) -> float | None:
+        """Median CPU microseconds (user + system) the client spent per request."""
+        good = [run for run in self.good if run.child.cpu_s > 0]
+        return (
+            statistics.median(run.child.cpu_s / run.expected * 1e6 for run in good)
+            if good
+            else None
+        )
+
     def median_wall(self) -> float | None:
         good = self.good
         return statistics.median(run.child.wall_s for run in good) if good else None
@@ -103,6 +113,7 @@ class Summary:
             "expected": self.expected,
             "median_requests_per_s": _round(self.median_rate(), 1),
             "median_wall_s": _round(self.median_wall(), 4),
+            "median_cpu_us_per_request": _round(self.median_cpu_us(), 1),
             "peak_rss_mb": round(self.peak_rss_mb(), 1),
             "correctness": self.correctness(),
             "runs": [run.as_dict() for run in self.runs],

@@ -37,7 +37,7 @@ from report import Check, Measurement, Summary
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_JSON_OUT = BENCH_DIR / "results" / "latest.json"
-CASES = ("throughput", "latency", "memory", "startup")
+CASES = ("throughput", "https", "latency", "memory", "startup")
 
 # The issue's targets, checked at the end of every run.
 RAW_VS_CURL = 1.0
@@ -47,6 +47,9 @@ LATENCY_VS_AB = 1.1
 MEMORY_MAX_MB = 80.0
 MEMORY_GROWTH = 1.10
 STARTUP_MAX_MS = 150.0
+# Issue 12: raw https against curl, and the `tls` object's cost (with vs --no-tls-info).
+HTTPS_RAW_VS_CURL = 0.95
+TLS_INFO_COST = 0.95
 VERSION_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 10.0
 
@@ -67,6 +70,8 @@ class Plan:
     startup_runs: int
     child_timeout_s: float
     afetch_timeout_s: float = 10.0
+    # A TLS handshake costs both sides far more than a request: fewer targets than throughput.
+    https_targets: int = 5_000
 
     @classmethod
     def full(cls, child_timeout_s: float) -> Plan:
@@ -74,7 +79,9 @@ class Plan:
 
     @classmethod
     def quick(cls, child_timeout_s: float) -> Plan:
-        return cls(2, 2_000, 200, 1_000, 500, 0.2, 100_000, 10_000, 500, 20, child_timeout_s)
+        return cls(
+            2, 2_000, 200, 1_000, 500, 0.2, 100_000, 10_000, 500, 20, child_timeout_s, 10.0, 1_000
+        )
 
     def memory_timeout_s(self, targets: int) -> float:
         # A million targets at a slow 2 000/s is over eight minutes; the hard limit scales.
@@ -179,6 +186,78 @@ class Bench:
             ),
         ]
         self.results["throughput"] = {
+            "targets": work.size,
+            "hosts": list(nginx.hosts),
+            "concurrency": work.concurrency,
+            "rounds": plan.rounds,
+            "clients": [summary.as_dict() for summary in summaries],
+        }
+
+    def https(self) -> None:
+        """Throughput over TLS against nginx with an EC P-256 certificate from a test CA: afetch
+        raw with and without the `tls` object, httpx, curl, ab (and httprobe if installed)."""
+        plan = self.plan
+        cert, key, ca_file = servers.tls_files(self.scratch("tls-files"), servers.DEFAULT_HOSTS)
+        nginx = servers.Nginx(self.scratch("nginx-tls"), tls=(cert, key))
+        atexit.register(nginx.stop)
+        nginx.start()
+        progress(f"nginx (TLS) on {', '.join(nginx.hosts)} port {nginx.port}")
+        try:
+            work = Workload(
+                clients.make_urls(nginx.hosts, nginx.port, plan.https_targets, "https"),
+                plan.throughput_concurrency,
+                plan.afetch_timeout_s,
+                self.scratch("https"),
+            )
+            cacert = ("--cacert", str(ca_file))
+            command = self.afetch_command
+            lineup = [
+                clients.afetch(command, "raw", work, cacert),
+                clients.afetch(command, "raw", work, (*cacert, "--no-tls-info"), "--no-tls-info"),
+                clients.afetch(command, "httpx", work, cacert),
+                clients.curl(work, str(ca_file)),
+                clients.ab(work),  # verifies nothing
+            ]
+            httprobe = clients.httprobe(work)
+            if httprobe is not None:
+                lineup.append(httprobe)
+            else:
+                progress("https: httprobe not installed, left out")
+            summaries = self.rounds(lineup, work.size, "https")
+        finally:
+            nginx.stop()
+        title = (
+            f"HTTPS throughput: {work.size:,} targets on {len(nginx.hosts)} hosts, "
+            f"{work.concurrency} in flight, a full TLS handshake each, {plan.rounds} rounds"
+        )
+        emit(title, report.throughput_table(summaries, "curl --parallel", "ab", self.rss_floor_mb))
+        by_name = {summary.client: summary.median_rate() for summary in summaries}
+        cpu = {summary.client: summary.median_cpu_us() for summary in summaries}
+        raw = by_name.get("afetch raw")
+        self.checks += [
+            report.ratio_check(
+                "https raw vs curl",
+                f">= {HTTPS_RAW_VS_CURL}x",
+                report.ratio(raw, by_name.get("curl --parallel")),
+                HTTPS_RAW_VS_CURL,
+            ),
+            report.ratio_check(
+                "https raw with tls vs --no-tls-info",
+                f">= {TLS_INFO_COST}x",
+                report.ratio(raw, by_name.get("afetch raw --no-tls-info")),
+                TLS_INFO_COST,
+            ),
+            # The same target in CPU per request, which a busy machine disturbs far less.
+            report.ratio_check(
+                "https raw CPU/request, --no-tls-info vs tls",
+                f">= {TLS_INFO_COST}x",
+                report.ratio(cpu.get("afetch raw --no-tls-info"), cpu.get("afetch raw")),
+                TLS_INFO_COST,
+            ),
+        ]
+        for name, micros in cpu.items():
+            progress(f"https: {name:<26} {micros or 0:8.0f} us CPU per request (median)")
+        self.results["https"] = {
             "targets": work.size,
             "hosts": list(nginx.hosts),
             "concurrency": work.concurrency,
@@ -514,6 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             steps: dict[str, Callable[[], None]] = {
                 "throughput": lambda: bench.throughput(nginx),
+                "https": bench.https,
                 "latency": bench.latency,
                 "memory": lambda: bench.memory(nginx),
                 "startup": bench.startup,
@@ -530,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             output.update(bench.results)
             output["checks"] = [check.as_dict() for check in bench.checks]
             if bench.checks:
-                emit("Targets (issue 6)", report.checks_table(bench.checks))
+                emit("Targets (issues 6 and 12)", report.checks_table(bench.checks))
             args.json_out.parent.mkdir(parents=True, exist_ok=True)
             args.json_out.write_text(json.dumps(output, indent=2) + "\n")
             print(f"results written to {args.json_out}", flush=True)

@@ -168,6 +168,7 @@ http {{
     default_type text/plain;
     server {{
 {listens}
+{tls}
         location / {{
             return 200 "ok\\n";
         }}
@@ -176,13 +177,30 @@ http {{
 """
 
 
-class Nginx(_ServerProcess):
-    """nginx with a generated config: one worker, no access log, a fixed 3-byte body."""
+# With TLS: a full handshake per connection for every client. curl keeps a session cache
+# across its transfers and would resume most of them (no certificate sent, no signature made);
+# with neither cache nor tickets on the server, no client can.
+NGINX_TLS = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache off;
+        ssl_session_tickets off;"""
 
-    def __init__(self, tmp: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> None:
+
+class Nginx(_ServerProcess):
+    """nginx with a generated config: one worker, no access log, a fixed 3-byte body; with
+    `tls` (certificate and key files) https only."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        hosts: Sequence[str] = DEFAULT_HOSTS,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         super().__init__()
         self.tmp = tmp
         self.hosts = tuple(hosts)
+        self.tls = tls
 
     def start(self) -> None:
         nginx = _which("nginx")
@@ -191,10 +209,12 @@ class Nginx(_ServerProcess):
         for _ in range(PORT_ATTEMPTS):
             port = free_port(self.hosts)
             conf = self.tmp / "nginx.conf"
+            ssl = " ssl" if self.tls else ""
             listens = "\n".join(
-                f"        listen {host}:{port} backlog=4096;" for host in self.hosts
+                f"        listen {host}:{port}{ssl} backlog=4096;" for host in self.hosts
             )
-            conf.write_text(NGINX_CONF.format(tmp=self.tmp, listens=listens))
+            tls = NGINX_TLS.format(cert=self.tls[0], key=self.tls[1]) if self.tls else ""
+            conf.write_text(NGINX_CONF.format(tmp=self.tmp, listens=listens, tls=tls))
             argv = [nginx, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"), "-c", str(conf)]
             self._spawn(argv, self.tmp / "nginx.out")
             if self._wait_ready(self.hosts, port):
@@ -203,6 +223,20 @@ class Nginx(_ServerProcess):
             self.stop()
         log = (self.tmp / "error.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"nginx did not start after {PORT_ATTEMPTS} ports:\n{log}")
+
+
+def tls_files(tmp: Path, hosts: Sequence[str]) -> tuple[Path, Path, Path]:
+    """(certificate chain, key, CA) files for nginx over `hosts`, from trustme (a dev extra):
+    an EC P-256 leaf, as most sites serve now, signed by a throwaway CA."""
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert(*hosts)
+    cert, key, ca_file = tmp / "tls-cert.pem", tmp / "tls-key.pem", tmp / "tls-ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    return cert, key, ca_file
 
 
 class DelayedServer(_ServerProcess):

@@ -137,6 +137,10 @@ class Request:
         None, "--cacert", group="Request", path="file", shown_default="none",
         help="Also trust the CA certificates in this PEM FILE.",
     )  # fmt: skip
+    tls_info: bool = option(  # the record's `tls` object (README "TLS facts")
+        True, "--no-tls-info", group="Request", flag=True, sets=False,
+        help="No tls object in https records (skips its cost).",
+    )  # fmt: skip
     follow_redirects: bool = option(
         False, "-L", "--follow-redirects", group="Request", flag=True,
         help="Follow redirects (http and https only).",
@@ -230,6 +234,16 @@ def _items(text: str) -> list[str]:
     return [item for item in items if item]
 
 
+def parse_days(text: str) -> int | None:
+    """--cert-expires-within: a whole number of days, 0 or more; empty: no filter."""
+    text = text.strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"expected a whole number of days (0 or more), got {text!r}")
+    return int(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     """What is written and shown: format and fields, status filters, progress and summary.
@@ -255,6 +269,10 @@ class Output:
     filter_status: StatusSet = option(
         StatusSet(), "--filter-status", group="Output", parse=StatusSet.parse, metavar="CODES",
         shown_default="none", help="Hide responses with these statuses, e.g. 404,5xx.",
+    )  # fmt: skip
+    cert_expires_within: int | None = option(  # days; None: every record
+        None, "--cert-expires-within", group="Output", parse=parse_days, metavar="DAYS",
+        shown_default="any", help="Only records whose certificate expires within DAYS.",
     )  # fmt: skip
     progress: bool = option(  # a live line on stderr, when stderr is a terminal
         True, "-q", "--quiet", group="Output", flag=True, sets=False,

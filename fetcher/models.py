@@ -10,6 +10,7 @@ from typing import Any
 from .errors import FetchError, Phase
 from .records import CSV_COLUMNS, CSV_HEADERS, TIMING_PHASES
 from .targets import Target
+from .tls import TLSInfo
 
 
 @dataclass(slots=True)
@@ -24,6 +25,7 @@ class Trace:
     phase: Phase = "dns"
     host_ip: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    tls: TLSInfo | None = None  # what the TLS handshake showed (https, unless --no-tls-info)
     # -v: where the backend tells each step (resolved, connected, TLS, the request); None
     # without -v, and then backends build no message at all (they test `log` first).
     log: Callable[[str], None] | None = None
@@ -54,13 +56,19 @@ class Redirect:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One scheme --scheme auto tried: its URL, and the error it ended in (None: it answered)."""
+    """One scheme --scheme auto tried: its URL, the error it ended in (None: it answered), and
+    what its TLS handshake showed (https only)."""
 
     url: str
     error: FetchError | None = None
+    tls: TLSInfo | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "error": self.error.as_dict() if self.error else None}
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "error": self.error.as_dict() if self.error else None,
+            "tls": self.tls.as_dict(now) if self.tls else None,
+        }
 
 
 @dataclass(slots=True)
@@ -85,6 +93,7 @@ class Result:
     expanded: bool = False  # one of several targets made from one line by --ports
     # --scheme auto: each scheme tried, in order (of the last try, with --retries); else empty.
     attempts: Sequence[Attempt] = ()
+    tls: TLSInfo | None = None  # the https request's TLS facts (README "JSON Lines", tls)
 
     @property
     def failed(self) -> bool:
@@ -138,7 +147,8 @@ class Result:
             # Without redirects or a scheme fallback the final target is the target: its URL
             # is already formatted (this runs once per record, on the hot path).
             "final_url": url if final is None or final is target else final.url,
-            "attempts": [attempt.as_dict() for attempt in self.attempts] if self.attempts else [],
+            "attempts": [a.as_dict(self.timestamp) for a in self.attempts] if self.attempts else [],
+            "tls": self.tls.as_dict(self.timestamp) if self.tls else None,
         }
 
     def to_row(self) -> dict[str, Any]:
@@ -155,6 +165,11 @@ class Result:
         error = record["error"] or {}
         for part in ("kind", "phase", "message"):
             row[f"error_{part}"] = error.get(part)
+        tls = record["tls"] or {}
+        cert = tls.get("cert") or {}
+        row["tls_version"], row["tls_verified"] = tls.get("version"), tls.get("verified")
+        for name in ("subject_cn", "issuer_cn", "not_after", "days_left"):
+            row[f"cert_{name}"] = cert.get(name)
         return {name: row[name] for name in CSV_COLUMNS}
 
 

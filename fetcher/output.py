@@ -24,6 +24,7 @@ import orjson
 from .config import Output
 from .models import Result
 from .records import CSV_COLUMNS, LINE_FIELDS, RECORD_FIELDS
+from .tls import Cert, TLSInfo
 
 Formatter = Callable[[Result], str]
 
@@ -47,6 +48,8 @@ def format_text(result: Result) -> str:
     after a --scheme auto fallback, first a `<input> scheme > http (https failed: ...)` line."""
     label = escape(result.label)
     lines = [_scheme_line(label, result)] if len(result.attempts) > 1 else []
+    if result.tls is not None:
+        lines.append(f"{label} tls > {escape(tls_summary(result.tls, result.timestamp))}\n")
     if result.error is not None:
         error = result.error
         lines.append(f"{label} error > {error.kind}: {escape(error.message)}\n")
@@ -123,25 +126,44 @@ def _line_facts(result: Result, chosen: Sequence[str]) -> dict[str, str]:
     if result.redirects:
         count = len(result.redirects)
         facts["redirect_count"] = f"{count} redirect{'s' if count > 1 else ''}"
-    if "tls_expiry" in chosen or "audit_grade" in chosen:
-        # Fields other features add to the record (`tls`, `audit`): shown when present.
-        record = result.to_record()
-        cert = ((record.get("tls") or {}).get("cert")) or {}
-        if cert.get("not_after") or cert.get("days_left") is not None:
-            facts["tls_expiry"] = _expiry(cert.get("not_after"), cert.get("days_left"))
-        grade = (record.get("audit") or {}).get("grade")
+    tls = result.tls
+    if "tls_expiry" in chosen and tls is not None:
+        cert = tls.cert  # parsed on first use, cached by fingerprint
+        if isinstance(cert, Cert):
+            facts["tls_expiry"] = _expiry(cert.not_after_text, cert.days_left(result.timestamp))
+    if "audit_grade" in chosen and "audit" in RECORD_FIELDS:
+        # --audit's record field, once there is one: shown when present.
+        grade = (result.to_record().get("audit") or {}).get("grade")
         if grade:
             facts["audit_grade"] = f"grade {grade}"
     return facts
 
 
-def _expiry(not_after: object, days_left: object) -> str:
+def _expiry(not_after: str, days_left: int) -> str:
     """`cert expires 2027-03-01 (89 days)`, or `cert expired 2026-01-01` once it has."""
-    date = str(not_after)[:10] if not_after else ""
-    if isinstance(days_left, int) and days_left < 0:
-        return f"cert expired {date}".rstrip()
-    text = f"cert expires {date}".rstrip()
-    return f"{text} ({days_left} days)" if isinstance(days_left, int) else text
+    if days_left < 0:
+        return f"cert expired {not_after[:10]}"
+    return f"cert expires {not_after[:10]} ({days_left} day{'' if days_left == 1 else 's'})"
+
+
+def tls_summary(tls: TLSInfo, now: float) -> str:
+    """`TLSv1.3 TLS_AES_256_GCM_SHA384 h2, CN=www.example.com, expires 2027-03-01 (89 days),
+    verified`: the text line's TLS facts, `now` (epoch seconds) for the days left."""
+    tls.settle()
+    parts = [" ".join(part for part in (tls.version, tls.cipher, tls.alpn) if part)]
+    cert = tls.cert
+    if isinstance(cert, Cert):
+        name = f"CN={cert.subject_cn}" if cert.subject_cn else f"SAN={','.join(cert.sans)}"
+        days = cert.days_left(now)
+        parts += [name, f"expires {cert.not_after:%Y-%m-%d} ({days} day{'' if days == 1 else 's'})"]
+    else:
+        parts.append(cert.reason if cert is not None else tls.capture_error or "no certificate")
+    if tls.verified:
+        parts.append("verified")
+    else:
+        verdict = "not verified" if tls.verified is False else "verdict unknown"
+        parts.append(f"{verdict}: {tls.verify_error}")
+    return ", ".join(part for part in parts if part)
 
 
 def format_jsonl(result: Result) -> str:

@@ -138,6 +138,8 @@ class Policy:
             attempts=visit.attempts,
             final_target=visit.last,
             expanded=expanded,
+            # After a fallback to http, the https attempt's: a bad certificate stays in sight.
+            tls=visit.trace.tls or next((a.tls for a in visit.attempts if a.tls), None),
         )
 
     async def _follow(self, target: Target, visit: _Visit) -> ResponseHead:
@@ -191,11 +193,11 @@ class Policy:
         try:
             head = await self._request(target, visit)
         except FetchError as exc:
-            attempts.append(Attempt(target.url, exc))
+            attempts.append(Attempt(target.url, exc, visit.trace.tls))
             if not _https_failed(exc):
                 raise
         else:
-            attempts.append(Attempt(target.url))
+            attempts.append(Attempt(target.url, tls=visit.trace.tls))
             return head
         port = target.port if target.explicit_port else DEFAULT_PORTS["http"]
         # The record's url says which scheme answered (or, if none did, was tried last).

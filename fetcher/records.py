@@ -13,7 +13,7 @@ TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
 RECORD_FIELDS = (
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts",
+    "redirects", "final_url", "attempts", "tls",
 )  # fmt: skip
 # The CSV columns, in order: the record's scalar fields, the nested ones flattened, and the
 # headers people grep for most (README "CSV").
@@ -22,6 +22,8 @@ CSV_COLUMNS = (
     "reason", "http_version", "content_type", "content_length", "server", "location",
     "redirect_count", "final_url", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms",
     "failed", "error_kind", "error_phase", "error_message", "timestamp", "backend",
+    "tls_version", "cert_subject_cn", "cert_issuer_cn", "cert_not_after", "cert_days_left",
+    "tls_verified",
 )  # fmt: skip
 CSV_HEADERS = frozenset({"content_type", "content_length", "server", "location"})
 # The brackets of --format line, in order (README "One line per target"); --fields picks some.

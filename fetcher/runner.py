@@ -39,6 +39,7 @@ from .resume import Recorded
 from .stats import Tally
 from .status import ExitCode
 from .targets import Target
+from .tls import expires_within
 
 if TYPE_CHECKING:
     from .progress import ProgressLine
@@ -324,11 +325,14 @@ async def _main(
         loop.call_soon_threadsafe(main.cancel)
 
     shows = config.output.shows
+    expiring = config.output.cert_expires_within
     tally = outcome.tally
     progress = _start_progress(config, outcome, writer, console, count)
 
     def sink(result: Result) -> None:
         shown = shows(result.status_code)
+        if expiring is not None:
+            shown = shown and expires_within(result.tls, expiring, result.timestamp)
         tally.count(result, shown=shown)
         writer.write(result, shown=shown)  # the -o file gets it even when hidden
         if progress is not None:

@@ -9,6 +9,11 @@ import time
 from dataclasses import dataclass, field
 
 from .models import Result
+from .tls import Cert
+
+# --stats counts the certificates that expire within this many days (expired ones included):
+# the renewal window of the common 90-day certificates, renewed at 30 days left.
+EXPIRY_WARNING_DAYS = 30
 
 # Latencies kept for percentiles. A uniform sample of 10 000 puts p95 within about half a
 # percentile point of the true value for any run length, in 80 KB however many targets run.
@@ -55,6 +60,9 @@ class Tally:
     by_class: dict[str, int] = field(default_factory=dict)  # "2xx" -> count
     by_kind: dict[str, int] = field(default_factory=dict)  # error kind -> count
     latency_ms: Reservoir = field(default_factory=Reservoir)  # of answered targets
+    tls_versions: dict[str, int] = field(default_factory=dict)  # "TLSv1.3" -> count
+    expiring: int = 0  # records whose certificate expires within EXPIRY_WARNING_DAYS
+    unverified: dict[str, int] = field(default_factory=dict)  # verify_error -> count
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -75,6 +83,20 @@ class Tally:
             self.by_kind[result.error.kind] = self.by_kind.get(result.error.kind, 0) + 1
         if not shown:
             self.filtered += 1
+        if result.tls is not None:
+            self._count_tls(result)
+
+    def _count_tls(self, result: Result) -> None:
+        tls = result.tls
+        assert tls is not None
+        tls.settle()
+        if tls.version:
+            self.tls_versions[tls.version] = self.tls_versions.get(tls.version, 0) + 1
+        cert = tls.cert
+        if isinstance(cert, Cert) and cert.days_left(result.timestamp) <= EXPIRY_WARNING_DAYS:
+            self.expiring += 1
+        if not tls.verified and tls.verify_error:
+            self.unverified[tls.verify_error] = self.unverified.get(tls.verify_error, 0) + 1
 
     def summary(self, now: float | None = None) -> str:
         """The --stats report: a few lines for stderr."""
@@ -89,6 +111,12 @@ class Tally:
             lines.append("  status   " + _counts(self.by_class))
         if self.by_kind:
             lines.append("  errors   " + _counts(self.by_kind))
+        if self.tls_versions or self.unverified or self.expiring:
+            tls = [_counts(self.tls_versions)] if self.tls_versions else []
+            tls.append(f"expiring within {EXPIRY_WARNING_DAYS} days {self.expiring}")
+            if self.unverified:
+                tls.append("not verified: " + _counts(self.unverified))
+            lines.append("  tls      " + ";  ".join(tls))
         latency = self.latency_ms
         if latency.seen:
             p50, p95 = latency.percentile(50), latency.percentile(95)

@@ -81,7 +81,7 @@ def make_config(**options: object) -> Config:
     limits = Limits(**{k: options.pop(k) for k in list(options) if k in limit_keys})  # type: ignore[arg-type]
     request_keys = {
         "method", "verify", "cafile", "headers", "user_agent", "http_version",
-        "follow_redirects", "max_redirects", "http2",
+        "follow_redirects", "max_redirects", "http2", "tls_info",
     }  # fmt: skip
     request = Request(**{k: options.pop(k) for k in list(options) if k in request_keys})  # type: ignore[arg-type]
     return Config(timeouts=timeouts, limits=limits, request=request, **options)  # type: ignore[arg-type]

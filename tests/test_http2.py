@@ -274,3 +274,6 @@ def test_two_targets_share_one_http2_connection(
         (200, "2", "127.0.0.1")
     ] * 2
     assert sorted(request[":path"] for request in seen) == ["/one", "/two"]
+    # the fetch that reused the connection reports its handshake's facts too
+    facts = [r.to_record()["tls"] for r in results]
+    assert facts[0] == facts[1] and facts[0]["alpn"] == "h2" and facts[0]["verified"] is True

@@ -26,7 +26,7 @@ from fetcher.targets import parse_target
 FIELDS = [
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts",
+    "redirects", "final_url", "attempts", "tls",
 ]  # fmt: skip
 
 
@@ -420,27 +420,15 @@ def test_line_format_colours_the_status_only_when_asked() -> None:
     assert "\x1b[31mred" not in line_formatter(["server"], colour=True)(evil)
 
 
-def test_line_format_shows_tls_expiry_and_grade_when_records_carry_them() -> None:
-    from fetcher.output import line_formatter
+def test_line_format_shows_the_certificates_expiry() -> None:
+    from fetcher.output import _expiry, line_formatter
 
-    class WithExtras(Result):
-        __slots__ = ()
-
-        def to_record(self) -> dict[str, object]:
-            record = super().to_record()
-            record["tls"] = {"cert": {"not_after": "2027-03-01T00:00:00Z", "days_left": 89}}
-            record["audit"] = {"grade": "B+"}
-            return record
-
-    plain = ok_result()
-    result = WithExtras(plain.input, plain.target, "GET", "raw", status_code=200, reason="OK")
+    result = _tls_result(verified=True)
+    expires = result.tls.cert.not_after.strftime("%Y-%m-%d")  # type: ignore[union-attr]
     line = line_formatter(["tls_expiry", "audit_grade"])(result)
-    assert line == "http://www.sohu.com/ [200 OK] [cert expires 2027-03-01 (89 days)] [grade B+]\n"
-    assert line_formatter(["tls_expiry"])(plain) == "http://www.sohu.com/ [200 OK]\n"
-    from fetcher.output import _expiry
-
+    assert line == f"https://www.example.com/ [200 OK] [cert expires {expires} (89 days)]\n"
+    assert line_formatter(["tls_expiry"])(ok_result()) == "http://www.sohu.com/ [200 OK]\n"
     assert _expiry("2026-01-01T00:00:00Z", -3) == "cert expired 2026-01-01"
-    assert _expiry(None, 5) == "cert expires (5 days)"
 
 
 def test_console_colour_needs_a_terminal_and_no_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -449,3 +437,73 @@ def test_console_colour_needs_a_terminal_and_no_no_color(monkeypatch: pytest.Mon
     assert not Console(False, True, False, no_colour=True).colour
     monkeypatch.setenv("NO_COLOR", "1")
     assert Console.detect().no_colour
+
+
+def _tls_result(**verdict: object) -> Result:
+    """An https answer whose handshake showed a trustme certificate for www.example.com that
+    expires in 89 days and a bit."""
+    import datetime
+
+    import trustme
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from fetcher.tls import TLSInfo
+
+    result = ok_result()
+    result.target = parse_target("https://www.example.com/")
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = trustme.CA().issue_cert(
+        "www.example.com",
+        common_name="www.example.com",
+        not_before=now - datetime.timedelta(days=1),
+        not_after=now + datetime.timedelta(days=89, hours=1),
+    )
+    pem = leaf.cert_chain_pems[0].bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    result.timestamp = now.timestamp()
+    result.tls = TLSInfo(
+        "TLSv1.3",
+        "TLS_AES_256_GCM_SHA384",
+        "h2",
+        der,
+        "www.example.com",
+        **verdict,  # type: ignore[arg-type]
+    )
+    return result
+
+
+def test_text_output_has_one_tls_line() -> None:
+    result = _tls_result(verified=True)
+    expires = result.tls.cert.not_after.strftime("%Y-%m-%d")  # type: ignore[union-attr]
+    assert format_text(result).splitlines()[0] == (
+        "www.sohu.com tls > TLSv1.3 TLS_AES_256_GCM_SHA384 h2, CN=www.example.com,"
+        f" expires {expires} (89 days), verified"
+    )
+    failed = _tls_result(verified=False, verify_error="hostname-mismatch")
+    assert format_text(failed).splitlines()[0].endswith(", not verified: hostname-mismatch")
+    unknown = _tls_result(verified=None, verify_error="issuer-unchecked")
+    unknown.tls.der = None  # type: ignore[union-attr]
+    unknown.tls.capture_error = "certificate not captured: timed out"  # type: ignore[union-attr]
+    assert format_text(unknown).splitlines()[0] == (
+        "www.sohu.com tls > TLSv1.3 TLS_AES_256_GCM_SHA384 h2, certificate not captured:"
+        " timed out, verdict unknown: issuer-unchecked"
+    )
+    assert " tls > " not in format_text(ok_result())
+
+
+def test_csv_has_the_tls_columns_last() -> None:
+    from fetcher.models import CSV_COLUMNS
+
+    assert CSV_COLUMNS[-6:] == (
+        "tls_version", "cert_subject_cn", "cert_issuer_cn", "cert_not_after", "cert_days_left",
+        "tls_verified",
+    )  # fmt: skip
+    row = _tls_result(verified=True).to_row()
+    assert (row["tls_version"], row["cert_subject_cn"], row["tls_verified"]) == (
+        "TLSv1.3", "www.example.com", True,
+    )  # fmt: skip
+    assert row["cert_days_left"] == 89 and row["cert_not_after"].endswith("Z")
+    assert row["cert_issuer_cn"] is None  # trustme's CA has no CN, only O and OU
+    plain = ok_result().to_row()
+    assert all(plain[name] is None for name in CSV_COLUMNS[-6:])

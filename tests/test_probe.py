@@ -102,16 +102,17 @@ def test_auto_leaves_an_explicit_scheme_alone(hosts: LoopbackHosts, fetch: Fetch
 
 
 class TLSThenPlain:
-    """The first connection speaks TLS with `tls`, every later one plain HTTP: one port playing
-    a host's 443 and 80, so --scheme auto can fall back onto it."""
+    """The first `tls_connections` connections speak TLS with `tls`, every later one plain HTTP:
+    one port playing a host's 443 and 80, so --scheme auto can fall back onto it."""
 
-    def __init__(self, tls: ssl.SSLContext) -> None:
+    def __init__(self, tls: ssl.SSLContext, tls_connections: int = 1) -> None:
         self.tls = tls
+        self.tls_connections = tls_connections
         self.connections = 0
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        if self.connections == 1:
+        if self.connections <= self.tls_connections:
             # Before the first read: the ClientHello must reach the TLS layer, not the reader.
             await writer.start_tls(self.tls)
         await read_request(reader)
@@ -123,8 +124,9 @@ def test_auto_records_why_https_was_not_used(
     hosts: LoopbackHosts, fetch: FetchOne, server_tls: ssl.SSLContext
 ) -> None:
     """A certificate nobody trusts: the fallback to http answers, and the record keeps the
-    https attempt's error instead of hiding it."""
-    script = TLSThenPlain(server_tls)  # signed by the test CA, which this fetch does not trust
+    https attempt's error and TLS facts instead of hiding them. After the failed verification
+    one more (unverified) handshake captures the certificate served: TLS twice, then plain."""
+    script = TLSThenPlain(server_tls, tls_connections=2)  # the test CA, not trusted here
     port = hosts.serve(script)
     result = fetch(f"127.0.0.1:{port}", scheme="auto")
     assert (result.status_code, result.error) == (200, None)
@@ -134,8 +136,11 @@ def test_auto_records_why_https_was_not_used(
     assert https["url"] == f"https://127.0.0.1:{port}/"
     assert (https["error"]["kind"], https["error"]["phase"]) == ("tls-error", "tls")
     assert "certificate verify failed" in https["error"]["message"]
-    assert http == {"url": f"http://127.0.0.1:{port}/", "error": None}
-    assert script.connections == 2
+    assert https["tls"]["verify_error"] == "unknown-issuer"
+    assert https["tls"]["cert"]["sans"] == ["localhost", "127.0.0.1"]
+    assert record["tls"] == https["tls"]
+    assert http == {"url": f"http://127.0.0.1:{port}/", "error": None, "tls": None}
+    assert script.connections == 3
 
 
 def test_auto_attempts_when_https_answers_or_both_fail(
@@ -143,7 +148,10 @@ def test_auto_attempts_when_https_answers_or_both_fail(
 ) -> None:
     port = hosts.serve(replies(OK), tls=server_tls)
     answered = fetch(f"localhost:{port}", scheme="auto", cafile=ca_file).to_record()
-    assert answered["attempts"] == [{"url": f"https://localhost:{port}/", "error": None}]
+    assert answered["attempts"] == [
+        {"url": f"https://localhost:{port}/", "error": None, "tls": answered["tls"]}
+    ]
+    assert answered["tls"]["verified"] is True
 
     refused = hosts.refused()
     failed = fetch(f"127.0.0.1:{refused}", scheme="auto").to_record()
@@ -164,14 +172,17 @@ def test_attempts_are_empty_without_probing(hosts: LoopbackHosts, fetch: FetchOn
 def test_text_output_says_which_scheme_answered_and_why(
     hosts: LoopbackHosts, server_tls: ssl.SSLContext
 ) -> None:
-    port = hosts.serve(TLSThenPlain(server_tls))
+    port = hosts.serve(TLSThenPlain(server_tls, tls_connections=2))  # a capture handshake too
     result = CliRunner().invoke(afetch, ["--scheme", "auto", f"127.0.0.1:{port}"])
     lines = result.stdout.splitlines()
     assert result.exit_code == 0, result.stderr
     assert lines[0].startswith(
         f"127.0.0.1:{port} scheme > http (https failed: tls-error: certificate verify failed"
     )
-    assert lines[1:] == [
+    # the https attempt's certificate, kept in sight though http answered
+    assert lines[1].startswith(f"127.0.0.1:{port} tls > TLSv1.3 ")
+    assert lines[1].endswith(", not verified: unknown-issuer")
+    assert lines[2:] == [
         f"127.0.0.1:{port} header > HTTP/1.1 200 OK",
         f"127.0.0.1:{port} header > Content-Type: text/plain",
         f"127.0.0.1:{port} header > Content-Length: 6",

@@ -92,3 +92,39 @@ def test_one_target_is_one_target() -> None:
     tally = Tally(started=0.0)
     tally.count(answered(200, 10), shown=True)
     assert tally.summary(now=1.0).startswith("afetch: 1 target in 1.00 s (1.0/s): 1 answered")
+
+
+def test_tally_counts_tls_versions_expiring_and_failed_verifications() -> None:
+    import datetime
+
+    import trustme
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from fetcher.tls import TLSInfo
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca = trustme.CA()
+
+    def der(days: int) -> bytes:
+        leaf = ca.issue_cert("a.example", not_after=now + datetime.timedelta(days=days, hours=1))
+        pem = leaf.cert_chain_pems[0].bytes()
+        return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+
+    tally = Tally()
+    for version, days, verdict in [
+        ("TLSv1.3", 200, {"verified": True}),
+        ("TLSv1.3", 30, {"verified": True}),
+        ("TLSv1.2", 5, {"verified": False, "verify_error": "hostname-mismatch"}),
+    ]:
+        result = Result("a", parse_target("https://a.example/"), "GET", "raw")
+        result.status_code, result.timestamp = 200, now.timestamp()
+        result.tls = TLSInfo(version, "X", None, der(days), "a.example", **verdict)  # type: ignore[arg-type]
+        tally.count(result)
+    tally.count(Result("b", parse_target("b.example"), "GET", "raw", status_code=200))
+    lines = tally.summary().splitlines()
+    assert (
+        "  tls      TLSv1.2 1  TLSv1.3 2;  expiring within 30 days 2;"
+        "  not verified: hostname-mismatch 1"
+    ) in lines
+    assert not any(line.startswith("  tls") for line in Tally().summary().splitlines())

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import Config, load_cafile
 from ..http1 import ResponseHead
 from ..models import Trace
 from ..targets import Target
+from ..tls import TLSInfo, failed_verification, observe, prepare
+
+# The capture handshake after a failed verification takes at most this long, and ends this
+# long before the fetch's total deadline: the tls-error must not become a timeout for it. A
+# server that has just shaken hands does it again in about a millisecond on loopback.
+CAPTURE_SECONDS = 2.0
+CAPTURE_MARGIN = 0.25
 
 
 class Backend(ABC):
@@ -45,3 +56,76 @@ def make_ssl_context(verify: bool, cafile: str | None) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+class TLSReporter:
+    """How a backend fills in `trace.tls` (absent with --no-tls-info): the facts of a completed
+    handshake, or after a failed verification its reason plus, from one more handshake that
+    does not verify, the certificate that was served (Python < 3.13 offers no other way to it).
+    The same on both backends, so they report the same server alike."""
+
+    def __init__(self, config: Config, alpn: Sequence[str]) -> None:
+        request = config.request
+        self.verify = request.verify
+        self.cafile = request.cafile
+        self.total = config.timeouts.total
+        self.connect = config.timeouts.connect
+        # Negotiates as make_ssl_context's does (same defaults), without loading a CA store.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(list(alpn))
+        self._capture_context = context
+
+    def prepare(self) -> None:
+        """Imports and the -k trust store, ahead of the first record (blocking: on a thread,
+        or before any fetch starts)."""
+        prepare(not self.verify, self.cafile)
+
+    def completed(self, trace: Trace, ssl_object: Any, host: str) -> None:
+        if ssl_object is not None:
+            trace.tls = observe(ssl_object, host, self.verify, self.cafile)
+
+    def failed(self, trace: Trace, error: BaseException, host: str) -> None:
+        """Note a failed verification (other handshake failures show no certificate)."""
+        if isinstance(error, ssl.SSLCertVerificationError):
+            trace.tls = failed_verification(error, host)
+
+    async def capture(self, trace: Trace, port: int) -> None:
+        """After failed(): the served certificate, from an unverified handshake to the same
+        address, within what is left of the fetch's deadlines. Never raises but a cancel."""
+        info, ip = trace.tls, trace.host_ip
+        if info is None or info.der is not None or ip is None:
+            return
+        left = self.total - (time.perf_counter() - trace.started) - CAPTURE_MARGIN
+        seconds = min(CAPTURE_SECONDS, self.connect, left)
+        if seconds <= 0:
+            info.capture_error = "certificate not captured: no time left"
+            return
+        await capture_into(info, ip, port, self._capture_context, seconds)
+
+
+async def capture_into(
+    info: TLSInfo, ip: str, port: int, context: ssl.SSLContext, seconds: float
+) -> None:
+    """Fill `info` with what an unverified handshake to ip:port shows, within `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            _, writer = await asyncio.open_connection(
+                ip, port, ssl=context, server_hostname=info.host or None
+            )
+    except (OSError, EOFError, TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        info.capture_error = f"certificate not captured: {reason}"
+        return
+    try:
+        seen = observe(writer.get_extra_info("ssl_object"), info.host, True, None)
+        info.version, info.cipher, info.alpn, info.der = (
+            seen.version,
+            seen.cipher,
+            seen.alpn,
+            seen.der,
+        )
+        info.captured = True
+    finally:
+        writer.transport.abort()

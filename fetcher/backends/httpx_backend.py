@@ -53,7 +53,8 @@ from ..models import Trace
 from ..proxy import Proxies, Proxy, blamed_on, check_tunnel, connect_request, proxy_authorization
 from ..resolve import Resolver, ip_literal
 from ..targets import Target
-from .base import Backend, make_ssl_context
+from ..tls import TLSInfo
+from .base import Backend, TLSReporter, make_ssl_context
 
 # How much of a proxy's CONNECT answer one read takes: a 200 with a header or two fits.
 TUNNEL_READ_BYTES = 64 * 1024
@@ -61,6 +62,9 @@ TUNNEL_READ_BYTES = 64 * 1024
 CLOSE_GRACE = 1.0
 # Request headers HTTP/2 forbids (RFC 9113 section 8.2.2); h2 refuses to send them, so with
 # --http2 they are left out (our own "Connection: close" among them).
+# TracedStream.get_extra_info key: the TLSInfo of its handshake, for the HTTP/2 fetches that
+# reuse the connection (they never shake hands themselves).
+TLS_INFO = "afetch_tls_info"
 H2_FORBIDDEN_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
@@ -83,7 +87,11 @@ class HttpxBackend(Backend):
         ).as_dict()
         ssl_context = make_ssl_context(request.verify, request.cafile)
         self._resolver = Resolver(config.resolvers, pins=config.pins)
-        network = TracedNetwork(self._resolver)
+        alpn = ("http/1.1", "h2") if request.http2 else ("http/1.1",)  # as httpcore offers
+        reporter = TLSReporter(config, alpn) if request.tls_info else None
+        if reporter is not None:
+            reporter.prepare()  # like the CA store above: before any fetch
+        network = TracedNetwork(self._resolver, reporter)
         connections: Connections
         if request.http2:
             # HTTP/2 multiplexes requests to one origin over one connection: that needs a pool.
@@ -164,6 +172,8 @@ def response_head(response: httpx.Response, trace: Trace) -> ResponseHead:
         address = stream.get_extra_info("server_addr") if stream is not None else None
         if address:
             trace.host_ip = str(address[0])
+        if stream is not None and trace.tls is None:
+            trace.tls = stream.get_extra_info(TLS_INFO)
     return ResponseHead(
         http_version=response.http_version.removeprefix("HTTP/"),  # "1.0", "1.1", "2"
         status_code=response.status_code,
@@ -457,8 +467,9 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
     read and write by the engine's total deadline (never later than httpcore's read timeout).
     """
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, tls: TLSReporter | None = None) -> None:
         self._resolver = resolver
+        self._tls = tls  # None: --no-tls-info
 
     async def connect_tcp(
         self,
@@ -499,7 +510,7 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
                         continue
                     trace.mark("connect", now)
                     verbose.connected(trace, ip, port)
-                    return TracedStream(reader, writer, probe, deadline, timeout)
+                    return TracedStream(reader, writer, probe, deadline, timeout, self._tls)
         except TimeoutError as exc:
             raise FetchTimeout(f"connect not done within {timeout:g} s", "connect") from exc
         assert failure is not None  # addresses is never empty
@@ -534,7 +545,10 @@ class TracedStream(httpcore.AsyncNetworkStream):
         probe: Probe,
         deadline: float | None,
         connect_timeout: float | None,
+        tls: TLSReporter | None = None,
     ) -> None:
+        self._tls = tls
+        self._facts: TLSInfo | None = None  # what the handshake showed
         self._reader = reader
         self._writer = writer
         self._probe = probe  # an HTTP/1 connection serves only the fetch that opened it
@@ -625,16 +639,26 @@ class TracedStream(httpcore.AsyncNetworkStream):
             self._writer.transport.abort()
             raise FetchTimeout(f"tls not done within {self._connect_timeout:g} s", "tls") from exc
         except OSError as exc:  # ssl.SSLError is one
+            peer = self._writer.get_extra_info("peername")
             self._writer.transport.abort()
+            if self._tls is not None:
+                self._tls.failed(trace, exc, server_hostname or "")
+                if peer:
+                    await self._tls.capture(trace, peer[1])
             raise map_os_error(exc, "tls") from exc
         trace.mark("tls", started)
         ssl_object = self._writer.get_extra_info("ssl_object")
         verbose.tls(trace, ssl_object)
+        if self._tls is not None:
+            self._tls.completed(trace, ssl_object, server_hostname or "")
+            self._facts = trace.tls  # for the fetches that reuse this (HTTP/2) connection
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             self._guard = None  # HTTP/2 starts with binary frames
         return self
 
     def get_extra_info(self, info: str) -> Any:
+        if info == TLS_INFO:
+            return self._facts
         if info == "ssl_object":
             return self._writer.get_extra_info("ssl_object")
         if info == "client_addr":

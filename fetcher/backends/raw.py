@@ -15,13 +15,15 @@ import time
 from .. import verbose
 from ..config import Config
 from ..deadlines import Deadlines
-from ..errors import ConnectError, FetchError, FetchTimeout, map_exceptions, map_os_error
+from ..errors import ConnectError, FetchError, FetchTimeout, TLSError, map_os_error
 from ..http1 import HeadParser, ResponseHead, build_request
 from ..models import Trace
 from ..proxy import Proxies, Proxy, blamed_on, check_tunnel, connect_request
 from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
-from .base import Backend, make_ssl_context
+from .base import Backend, TLSReporter, make_ssl_context
+
+ALPN = ("http/1.1",)
 
 
 class _HeadProtocol(asyncio.Protocol):
@@ -117,6 +119,7 @@ class RawBackend(Backend):
         self._ssl_loading: asyncio.Future[ssl.SSLContext] | None = None
         self._resolver = Resolver(config.resolvers, pins=config.pins)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
+        self._tls = TLSReporter(config, ALPN) if request.tls_info else None
         self._proxies = Proxies(config.proxy, config.proxy_env)
 
     async def aclose(self) -> None:
@@ -155,13 +158,15 @@ class RawBackend(Backend):
         protocol = _HeadProtocol(head, trace, None if tls else request)
         try:
             transport = await self._connect(loop, target, addresses, protocol, trace, now, proxy)
-        except BaseException:
+        except BaseException as exc:
             # Nobody will await `head` now: settle it quietly, or an error the protocol put in
             # it during a failed handshake is logged as "Future exception was never retrieved".
             if not head.done():
                 head.cancel()
             elif not head.cancelled():
                 head.exception()
+            if isinstance(exc, TLSError) and self._tls is not None:
+                await self._tls.capture(trace, target.port)
             raise
         try:
             if tls:
@@ -191,7 +196,9 @@ class RawBackend(Backend):
     def _make_tls_context(self) -> ssl.SSLContext:
         request = self.config.request
         context = make_ssl_context(request.verify, request.cafile)
-        context.set_alpn_protocols(["http/1.1"])
+        context.set_alpn_protocols(list(ALPN))
+        if self._tls is not None:
+            self._tls.prepare()  # on this thread too: the first record must not wait for it
         return context
 
     async def _connect(
@@ -225,22 +232,27 @@ class RawBackend(Backend):
                 trace.phase = "tls"
                 assert self._ssl_context is not None  # fetch() loaded it first
                 try:
-                    with map_exceptions("tls"):
-                        tls = await loop.start_tls(
-                            transport,
-                            protocol,
-                            self._ssl_context,
-                            server_hostname=target.host,
-                        )
-                except BaseException:
+                    tls = await loop.start_tls(
+                        transport,
+                        protocol,
+                        self._ssl_context,
+                        server_hostname=target.host,
+                    )
+                except BaseException as exc:
                     transport.abort()
-                    raise
+                    if not isinstance(exc, (OSError, EOFError)):
+                        raise
+                    if self._tls is not None:
+                        self._tls.failed(trace, exc, target.host)
+                    raise map_os_error(exc, "tls") from exc
                 if tls is None:  # the peer closed during the handshake
                     raise ConnectError("connection closed during the TLS handshake", "tls")
                 transport = tls
                 protocol.transport = transport
                 verbose.tls(trace, transport.get_extra_info("ssl_object"))
                 trace.mark("tls", now)
+                if self._tls is not None:
+                    self._tls.completed(trace, tls.get_extra_info("ssl_object"), target.host)
         except asyncio.CancelledError:
             if not self._connect_deadlines.expired(deadline):
                 raise
