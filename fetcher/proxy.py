@@ -25,6 +25,9 @@ from .targets import Target
 
 # curl's default proxy port, when the proxy URL names none.
 DEFAULT_PROXY_PORT = 1080
+# The tls record's capture_error after a failed verification through a proxy: the certificate
+# capture (an unverified handshake to the same address) would need a tunnel of its own.
+NOT_CAPTURED_THROUGH_PROXY = "certificate not captured: through a proxy"
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,10 @@ def test_a_target_failing_behind_the_proxy_is_the_targets_fault(
     result = fetch(f"https://localhost:{target}/", cafile=ca_file, proxy=f"127.0.0.1:{proxy}")
     assert result.error is not None
     assert (result.error.kind, result.error.phase) == ("tls-error", "tls"), result.error
+    # The certificate is not captured by a handshake straight to the proxy's address.
+    assert result.tls is not None and result.tls.capture_error == (
+        "certificate not captured: through a proxy"
+    )
 
 
 def test_a_proxy_that_does_not_resolve_is_blamed(hosts: LoopbackHosts, fetch: FetchOne) -> None:

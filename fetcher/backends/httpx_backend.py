@@ -50,7 +50,15 @@ from ..errors import (
 )
 from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decode_field
 from ..models import Trace
-from ..proxy import Proxies, Proxy, blamed_on, check_tunnel, connect_request, proxy_authorization
+from ..proxy import (
+    NOT_CAPTURED_THROUGH_PROXY,
+    Proxies,
+    Proxy,
+    blamed_on,
+    check_tunnel,
+    connect_request,
+    proxy_authorization,
+)
 from ..resolve import Resolver, ip_literal
 from ..targets import Target
 from ..tls import TLSInfo
@@ -557,6 +565,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
         # Until the final head is complete; then the body is none of our business.
         self._guard: HeadParser | None = HeadParser()
         self._received = 0  # bytes read so far
+        self._tunnelled = False  # through a proxy's CONNECT tunnel
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
@@ -622,6 +631,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
             check_tunnel(head, proxy)
         self._guard = HeadParser()
         self._received = 0
+        self._tunnelled = True  # the peer is the proxy: no certificate capture from it
 
     async def start_tls(
         self,
@@ -643,7 +653,9 @@ class TracedStream(httpcore.AsyncNetworkStream):
             self._writer.transport.abort()
             if self._tls is not None:
                 self._tls.failed(trace, exc, server_hostname or "")
-                if peer:
+                if self._tunnelled and trace.tls is not None:
+                    trace.tls.capture_error = NOT_CAPTURED_THROUGH_PROXY
+                elif peer:
                     await self._tls.capture(trace, peer[1])
             raise map_os_error(exc, "tls") from exc
         trace.mark("tls", started)

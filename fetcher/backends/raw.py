@@ -18,7 +18,14 @@ from ..deadlines import Deadlines
 from ..errors import ConnectError, FetchError, FetchTimeout, TLSError, map_os_error
 from ..http1 import HeadParser, ResponseHead, build_request
 from ..models import Trace
-from ..proxy import Proxies, Proxy, blamed_on, check_tunnel, connect_request
+from ..proxy import (
+    NOT_CAPTURED_THROUGH_PROXY,
+    Proxies,
+    Proxy,
+    blamed_on,
+    check_tunnel,
+    connect_request,
+)
 from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
 from .base import Backend, TLSReporter, make_ssl_context
@@ -166,7 +173,10 @@ class RawBackend(Backend):
             elif not head.cancelled():
                 head.exception()
             if isinstance(exc, TLSError) and self._tls is not None:
-                await self._tls.capture(trace, target.port)
+                if proxy is None:
+                    await self._tls.capture(trace, target.port)
+                elif trace.tls is not None:  # another tunnel would be needed: not worth it
+                    trace.tls.capture_error = NOT_CAPTURED_THROUGH_PROXY
             raise
         try:
             if tls:
