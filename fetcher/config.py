@@ -32,6 +32,7 @@ FORMATS = ("text", "jsonl", "csv")
 # The most ports one --ports list may name: every TCP port once.
 MAX_PORT = 65535
 DNS_PORT = 53
+DEFAULT_HTTP_PORT = 80
 
 
 class ConfigError(ValueError):
@@ -81,7 +82,9 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Request:
     """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy.
-    `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only)."""
+    `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only).
+    `audit` (--audit) adds an Origin header and implies following redirects; the plain-http
+    probe of a bare host whose https answered goes to `audit_http_port` (MDN's httpPort)."""
 
     method: str = "GET"
     user_agent: str = DEFAULT_USER_AGENT
@@ -92,6 +95,8 @@ class Request:
     follow_redirects: bool = False
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     http2: bool = False
+    audit: bool = False
+    audit_http_port: int = DEFAULT_HTTP_PORT
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -100,6 +105,8 @@ class Request:
             raise ConfigError(f"http version must be 1.1 or 1.0, got {self.http_version!r}")
         if self.max_redirects < 0:
             raise ConfigError(f"max-redirects must be 0 or more, got {self.max_redirects}")
+        if not 1 <= self.audit_http_port <= MAX_PORT:
+            raise ConfigError(f"audit http port out of range: {self.audit_http_port}")
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in value for c in "\r\n"):
                 raise ConfigError(f"invalid header {name!r}")
@@ -111,6 +118,23 @@ class Request:
             # A file without a certificate is this machine's problem, said once before any
             # fetch, not a tls-error blamed on every host. About 0.5 ms for a one-CA file.
             load_cafile(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), self.cafile)
+
+    @property
+    def follows_redirects(self) -> bool:
+        """-L, or --audit, which grades where a browser would end up (as MDN does)."""
+        return self.follow_redirects or self.audit
+
+    @property
+    def origin(self) -> str | None:
+        """The Origin sent under --audit: a -H Origin as given, else the audit's own."""
+        if not self.audit:
+            return None
+        given = next((v for name, v in self.headers if name.lower() == "origin"), None)
+        if given is not None:
+            return given
+        from .audit import AUDIT_ORIGIN  # the grader loads only under --audit (~30 ms)
+
+        return AUDIT_ORIGIN
 
     @property
     def host_header(self) -> tuple[str, str] | None:
@@ -127,6 +151,9 @@ class Request:
             ("Accept", DEFAULT_ACCEPT),
             ("Connection", "close"),
         ]
+        origin = self.origin
+        if origin is not None:  # --audit: MDN judges CORS by the answer to an Origin
+            base.append(("Origin", origin))
         host = self.host_header
         own = [h for h in base if h[0].lower() not in given]
         rest = [h for h in self.headers if h is not host]
@@ -209,10 +236,19 @@ class Output:
     filter_status: StatusSet = field(default_factory=StatusSet)
     progress: bool = True  # a live line on stderr, when stderr is a terminal
     stats: bool = False  # a summary on stderr at the end
+    # --min-grade: write only the targets the audit graded below this (A+ ... F).
+    min_grade: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}")
+        if self.min_grade is not None:
+            from .audit import GRADES
+
+            if self.min_grade not in GRADES:
+                raise ConfigError(
+                    f"invalid grade {self.min_grade!r} (choose from {', '.join(GRADES)})"
+                )
         if self.fields:
             known = field_names(self.format)
             if not known:
@@ -224,11 +260,21 @@ class Output:
                     f" (choose from {', '.join(known)})"
                 )
 
-    def shows(self, status_code: int | None) -> bool:
-        """Whether a record with this status (None: a failed fetch) is written."""
+    def shows(self, status_code: int | None, grade: str | None = None) -> bool:
+        """Whether a record with this status (None: a failed fetch) and audit grade (None: not
+        graded) is written."""
         if self.match_status and status_code not in self.match_status:
             return False
+        if self.min_grade is not None and not _below(grade, self.min_grade):
+            return False
         return status_code is None or status_code not in self.filter_status
+
+
+def _below(grade: str | None, floor: str) -> bool:
+    """Whether `grade` is worse than `floor`; an ungraded record (a failed fetch) is not."""
+    from .audit import GRADES  # loaded already: only --min-grade asks
+
+    return grade is not None and GRADES.index(grade) > GRADES.index(floor)
 
 
 def field_names(format_name: str) -> tuple[str, ...]:
@@ -270,6 +316,8 @@ class Config:
                 raise ConfigError(f"port out of range: {port}")
         for resolver in self.resolvers:
             parse_nameserver(resolver)
+        if self.output.min_grade is not None and not self.request.audit:
+            raise ConfigError("--min-grade needs --audit (the grade it filters by)")
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FetchError, Phase
 from .targets import Target
+
+if TYPE_CHECKING:
+    from .audit import Audit
 
 TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
 # The JSON Lines record, in order: a stable, documented interface (README "JSON Lines").
 RECORD_FIELDS = (
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts",
+    "redirects", "final_url", "attempts", "audit",
 )  # fmt: skip
 # The CSV columns, in order: the record's scalar fields, the nested ones flattened, and the
 # headers people grep for most (README "CSV").
@@ -24,6 +27,7 @@ CSV_COLUMNS = (
     "reason", "http_version", "content_type", "content_length", "server", "location",
     "redirect_count", "final_url", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms",
     "failed", "error_kind", "error_phase", "error_message", "timestamp", "backend",
+    "audit_grade", "audit_score",
 )  # fmt: skip
 _CSV_HEADERS = {"content_type", "content_length", "server", "location"}
 
@@ -98,6 +102,7 @@ class Result:
     expanded: bool = False  # one of several targets made from one line by --ports
     # --scheme auto: each scheme tried, in order (of the last try, with --retries); else empty.
     attempts: Sequence[Attempt] = ()
+    audit: Audit | None = None  # --audit: the final response's grade; None if not graded
 
     @property
     def failed(self) -> bool:
@@ -152,6 +157,7 @@ class Result:
             # is already formatted (this runs once per record, on the hot path).
             "final_url": url if final is None or final is target else final.url,
             "attempts": [attempt.as_dict() for attempt in self.attempts] if self.attempts else [],
+            "audit": self.audit.as_dict() if self.audit is not None else None,
         }
 
     def to_row(self) -> dict[str, Any]:
@@ -168,6 +174,9 @@ class Result:
         error = record["error"] or {}
         for part in ("kind", "phase", "message"):
             row[f"error_{part}"] = error.get(part)
+        audit = self.audit
+        row["audit_grade"] = audit.grade if audit is not None else None
+        row["audit_score"] = audit.score if audit is not None else None
         return {name: row[name] for name in CSV_COLUMNS}
 
 

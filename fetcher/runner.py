@@ -240,7 +240,8 @@ async def _main(
     progress = _start_progress(config, outcome, writer, console, count)
 
     def sink(result: Result) -> None:
-        shown = shows(result.status_code)
+        graded = result.audit
+        shown = shows(result.status_code, graded.grade if graded is not None else None)
         tally.count(result, shown=shown)
         writer.write(result, shown=shown)  # the -o file gets it even when hidden
         if progress is not None:

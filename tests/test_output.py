@@ -26,7 +26,7 @@ from fetcher.targets import parse_target
 FIELDS = [
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts",
+    "redirects", "final_url", "attempts", "audit",
 ]  # fmt: skip
 
 
