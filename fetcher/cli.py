@@ -40,6 +40,7 @@ from .status import ExitCode
 from .version import __version__
 
 ENV_PREFIX = "AFETCH"
+DEFAULT = ParameterSource.DEFAULT
 POSITIVE = click.FloatRange(min=0, min_open=True)
 # Options that make no sense as configured defaults (and so have no AFETCH_* variable).
 _NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "append", "resume"}
@@ -49,12 +50,12 @@ HELP_GROUPS = {
     "Request": (
         "method", "headers", "user_agent", "http10", "insecure", "cacert", "timeout",
         "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend", "http2",
-        "resolvers",
+        "resolvers", "audit",
     ),
     "Concurrency": ("concurrency", "per_host", "rate", "order", "loop"),
     "Output": (
         "output_format", "json_output", "fields", "output", "append", "resume", "match_status",
-        "filter_status",
+        "filter_status", "min_grade",
         "quiet", "stats",
     ),
 }  # fmt: skip
@@ -359,6 +360,11 @@ option = functools.partial(click.option, show_default=True)
     help="DNS server to ask instead of the system's (repeatable).",
 )
 @option(
+    "--audit",
+    is_flag=True,
+    help="Grade security headers as MDN's HTTP Observatory does.",
+)
+@option(
     "--loop",
     type=click.Choice(LOOPS),
     default="auto",
@@ -442,6 +448,13 @@ option = functools.partial(click.option, show_default=True)
     metavar="CODES",
     help="Hide responses with these statuses, e.g. 404,5xx.",
 )
+@option(
+    "--min-grade",
+    default="",
+    show_default="none",
+    metavar="GRADE",
+    help="With --audit: write only targets graded below it.",
+)
 @option("-q", "--quiet", is_flag=True, help="No progress line on the terminal.")
 @option("--stats", is_flag=True, help="Print a summary on stderr at the end.")
 @click.option(
@@ -474,6 +487,7 @@ def afetch(
     backend: str,
     http2: bool,
     resolvers: tuple[str, ...],
+    audit: bool,
     concurrency: int,
     per_host: int,
     rate: float,
@@ -487,6 +501,7 @@ def afetch(
     resume: bool,
     match_status: StatusSet,
     filter_status: StatusSet,
+    min_grade: str,
     quiet: bool,
     stats: bool,
 ) -> None:
@@ -506,6 +521,8 @@ def afetch(
     for flag, wanted in (("--resume", resume), ("--append", append)):
         if wanted and (not output or output == STDOUT):
             raise click.UsageError(f"{flag} needs -o FILE: the file it continues")
+    if audit and click.get_current_context().get_parameter_source("scheme") is DEFAULT:
+        scheme = "auto"  # MDN grades https://host/ where it answers, else http://host/
     concurrency, warning = runner.fit_concurrency(concurrency)
     if warning:
         click.echo(f"afetch: warning: {warning}", err=True)
@@ -523,12 +540,14 @@ def afetch(
                 follow_redirects=follow_redirects,
                 max_redirects=max_redirects,
                 http2=http2,
+                audit=audit,
             ),
             output=Output(
                 format="jsonl" if json_output else output_format,
                 fields=fields,
                 match_status=match_status,
                 filter_status=filter_status,
+                min_grade=min_grade.upper() if min_grade else None,
                 progress=not quiet,
                 stats=stats,
             ),

@@ -289,6 +289,8 @@ class Policy:
             await self._follow(http, probe)
         except TLSError:  # an https hop on the way would not verify (or shake hands)
             return HttpProbe(probe.route, verified=False)
+        except TooManyRedirects:  # MDN stops following too, and judges the route so far
+            return HttpProbe(probe.route)
         except FetchError:  # http does not answer: MDN's "no http", whatever went wrong
             return HttpProbe(())
         return HttpProbe(probe.route)
