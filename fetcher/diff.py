@@ -35,7 +35,7 @@ from typing import IO, Any, BinaryIO
 import click
 import orjson
 
-from .output import escape
+from .output import escape, json_line
 from .status import ExitCode
 
 # A record is one response head, at most 256 KiB of header bytes (http1.py), which JSON's \uXXXX
@@ -727,14 +727,7 @@ def format_text(found: TargetDiff, colour: bool = False) -> str:
 
 def format_json(found: TargetDiff) -> str:
     """One JSON object per changed target, ASCII only (as afetch's records)."""
-    data = found.as_dict()
-    try:
-        line = orjson.dumps(data)
-        if line.isascii():
-            return line.decode("ascii") + "\n"
-    except orjson.JSONEncodeError:
-        pass
-    return json.dumps(data, separators=(",", ":")) + "\n"
+    return json_line(found.as_dict())
 
 
 # The command --------------------------------------------------------------------------------
@@ -895,20 +888,9 @@ def wants_colour(choice: str, stream: Any, environ: dict[str, str] | None = None
     help="Colour the change kinds.",
 )
 @click.option("--stats", is_flag=True, help="Print the counts on stderr at the end.")
-def diff_command(
-    old: str,
-    new: str,
-    as_json: bool,
-    ignore: tuple[str, ...],
-    only: tuple[str, ...],
-    expiry_days: int,
-    colour: str,
-    stats: bool,
-) -> None:
+def diff_command(**options: Any) -> None:
     """Click callback: exits with diff(1)'s status, standalone or under main()."""
-    click.get_current_context().exit(
-        _diff(old, new, as_json, ignore, only, expiry_days, colour, stats)
-    )
+    click.get_current_context().exit(_diff(**options))
 
 
 def _diff(
