@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Several loopback addresses so that targets are distinct hosts (distinct connection pools,
@@ -171,18 +171,26 @@ http {{
         location / {{
             return 200 "ok\\n";
         }}
+{locations}
     }}
 }}
 """
 
 
 class Nginx(_ServerProcess):
-    """nginx with a generated config: one worker, no access log, a fixed 3-byte body."""
+    """nginx with a generated config: one worker, no access log, a fixed 3-byte body.
+    `locations`: more paths answering the same, each with its own extra response headers."""
 
-    def __init__(self, tmp: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        hosts: Sequence[str] = DEFAULT_HOSTS,
+        locations: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
         super().__init__()
         self.tmp = tmp
         self.hosts = tuple(hosts)
+        self.locations = dict(locations or {})
 
     def start(self) -> None:
         nginx = _which("nginx")
@@ -194,7 +202,10 @@ class Nginx(_ServerProcess):
             listens = "\n".join(
                 f"        listen {host}:{port} backlog=4096;" for host in self.hosts
             )
-            conf.write_text(NGINX_CONF.format(tmp=self.tmp, listens=listens))
+            locations = "\n".join(
+                _location(path, headers) for path, headers in self.locations.items()
+            )
+            conf.write_text(NGINX_CONF.format(tmp=self.tmp, listens=listens, locations=locations))
             argv = [nginx, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"), "-c", str(conf)]
             self._spawn(argv, self.tmp / "nginx.out")
             if self._wait_ready(self.hosts, port):
@@ -203,6 +214,12 @@ class Nginx(_ServerProcess):
             self.stop()
         log = (self.tmp / "error.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"nginx did not start after {PORT_ATTEMPTS} ports:\n{log}")
+
+
+def _location(path: str, headers: Sequence[tuple[str, str]]) -> str:
+    """An exact-match location answering "ok" with `headers` added (always: on any status)."""
+    added = "".join(f'            add_header {name} "{value}" always;\n' for name, value in headers)
+    return f'        location = {path} {{\n{added}            return 200 "ok\\n";\n        }}'
 
 
 class DelayedServer(_ServerProcess):
