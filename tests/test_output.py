@@ -367,3 +367,24 @@ def test_a_write_error_reported_at_close_names_the_file(
         writer.close()
     monkeypatch.undo()
     assert len(closed) == 1 and out.read_text().count("\n") == 1
+
+
+def test_text_ends_with_the_audit_line_of_what_cost_points() -> None:
+    from fetcher.audit import audit
+
+    result = ok_result([("X-Content-Type-Options", "nosniff")])
+    result.audit = audit(result.headers, url="https://www.sohu.com/")
+    *_, line = format_text(result).splitlines()
+    assert line == (
+        "www.sohu.com audit > D 35: csp-not-implemented -25, hsts-not-implemented -20,"
+        " x-frame-options-not-implemented -20"
+    )
+    hardened = [
+        ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+        ("Strict-Transport-Security", "max-age=31536000"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    result.audit = audit(hardened, url="https://www.sohu.com/")
+    assert format_text(result).splitlines()[-1] == "www.sohu.com audit > A+ 115"
+    row = result.to_row()
+    assert (row["audit_grade"], row["audit_score"]) == ("A+", 115)
