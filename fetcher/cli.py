@@ -40,7 +40,6 @@ from .status import ExitCode
 from .version import __version__
 
 ENV_PREFIX = "AFETCH"
-DEFAULT = ParameterSource.DEFAULT
 POSITIVE = click.FloatRange(min=0, min_open=True)
 # Options that make no sense as configured defaults (and so have no AFETCH_* variable).
 _NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "append", "resume"}
@@ -273,7 +272,8 @@ option = functools.partial(click.option, show_default=True)
 @option(
     "--scheme",
     type=click.Choice(SCHEMES),
-    default="http",
+    default=None,
+    show_default="http; --audit: auto",
     help="Scheme for bare targets (auto: https, then http).",
 )
 @option(
@@ -471,7 +471,7 @@ option = functools.partial(click.option, show_default=True)
 def afetch(
     targets: tuple[str, ...],
     lists: tuple[str, ...],
-    scheme: str,
+    scheme: str | None,
     ports: tuple[int, ...],
     method: str,
     headers: tuple[tuple[str, str], ...],
@@ -521,8 +521,6 @@ def afetch(
     for flag, wanted in (("--resume", resume), ("--append", append)):
         if wanted and (not output or output == STDOUT):
             raise click.UsageError(f"{flag} needs -o FILE: the file it continues")
-    if audit and click.get_current_context().get_parameter_source("scheme") is DEFAULT:
-        scheme = "auto"  # MDN grades https://host/ where it answers, else http://host/
     concurrency, warning = runner.fit_concurrency(concurrency)
     if warning:
         click.echo(f"afetch: warning: {warning}", err=True)

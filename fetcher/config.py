@@ -292,17 +292,26 @@ class Config:
     output: Output = field(default_factory=Output)
     backend: str = "raw"
     order: str = "completion"
-    scheme: str = "http"  # for targets given without one; auto = https, else http
+    # For targets given without one: http, https or auto (https, then http); None: http, or
+    # auto under --audit (MDN grades https://host/ where it answers).
+    scheme: str | None = None
     ports: tuple[int, ...] = ()  # each bare host becomes one target per port
     # DNS servers (IP or IP:PORT) to ask instead of the system's; empty: resolv.conf's.
     resolvers: tuple[str, ...] = ()
+
+    @property
+    def bare_scheme(self) -> str:
+        """The scheme of targets given without one: --scheme, else http (auto under --audit)."""
+        if self.scheme is not None:
+            return self.scheme
+        return "auto" if self.request.audit else "http"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}")
         if self.order not in ORDERS:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
-        if self.scheme not in SCHEMES:
+        if self.scheme is not None and self.scheme not in SCHEMES:
             raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
         if self.request.http2:
             if self.backend != "httpx":

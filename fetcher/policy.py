@@ -94,7 +94,8 @@ class Policy:
         self._per_host = PerHostLimiter(limits.per_host) if limits.per_host else None
         # No probing, retries or redirects: one request per target, without the layers that
         # implement them (each await passes through every frame of the chain).
-        single = config.scheme != "auto" and limits.retries == 0 and not request.follows_redirects
+        self._auto = config.bare_scheme == "auto"
+        single = not self._auto and limits.retries == 0 and not request.follows_redirects
         self._first: Step = self._request if single else self._follow
         # The grader (audit.py) is imported only under --audit: about 30 ms of start-up.
         self._audits = request.audit
@@ -198,7 +199,7 @@ class Policy:
         never completes). Any other timeout, and any HTTP answer, is https's answer and stands.
         Each try is kept in the record, so a fallback never hides why https was not used.
         """
-        if self.config.scheme != "auto" or target.explicit_scheme:
+        if not self._auto or target.explicit_scheme:
             return await self._request(target, visit)
         visit.attempts = attempts = []  # a retry of the probe keeps only its own tries
         try:

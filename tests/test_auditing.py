@@ -67,8 +67,8 @@ def hardened_https(hosts: LoopbackHosts, server_tls: ssl.SSLContext) -> int:
 
 
 def fetch_audited(backend: str, line: str, **request: Any) -> Result:
-    """One target through the engine and a real backend, as --audit runs it (--scheme auto)."""
-    config = make_config(backend=backend, scheme="auto")
+    """One target through the engine and a real backend, under --audit (so --scheme auto)."""
+    config = make_config(backend=backend)
     config = replace(config, request=replace(config.request, audit=True, **request))
 
     async def one() -> list[Result]:

@@ -139,7 +139,7 @@ def test_example_config_lists_every_option_with_its_default() -> None:
         example = tomllib.load(handle)
     params = {p.name: p for p in afetch.params}
     keys = config_keys(afetch)
-    commented = {"cacert"}  # no default value: shown commented out
+    commented = {"cacert", "scheme"}  # no default value: shown commented out
     assert set(example) | commented == set(keys)
     # Each key, set or commented out, comes right after a comment saying what it does.
     lines = (ROOT / "config" / "afetch.toml").read_text().splitlines()
@@ -484,7 +484,7 @@ def test_help_is_grouped_one_line_per_option_with_defaults() -> None:
     option_lines = [line for line in body.splitlines() if line.strip() and line[0] == " "]
     assert all(line.startswith(("  -", "  --")) for line in option_lines), option_lines
     for flag, default in [
-        ("--scheme", "http"), ("--ports", "none"), ("--timeout", "10.0"),
+        ("--scheme", "http; --audit: auto"), ("--ports", "none"), ("--timeout", "10.0"),
         ("--max-redirects", "10"), ("--concurrency", "100"), ("--format", "text"),
         ("--rate", "0: no cap"),
     ]:  # fmt: skip

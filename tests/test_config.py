@@ -186,6 +186,7 @@ def test_unknown_key_and_bad_toml_name_the_file(tmp_path: Path) -> None:
 
 def test_audit_sends_an_origin_unless_one_is_given() -> None:
     from fetcher.audit import AUDIT_ORIGIN
+    from fetcher.config import Config
 
     assert "Origin" not in dict(Request().header_lines())
     assert Request(audit=True).header_lines()[-1] == ("Origin", AUDIT_ORIGIN)
@@ -195,6 +196,10 @@ def test_audit_sends_an_origin_unless_one_is_given() -> None:
     ]
     assert mine.origin == "https://mine.example" and Request().origin is None
     assert Request(audit=True).follows_redirects and not Request().follows_redirects
+    # Targets without a scheme: http, auto under --audit, and --scheme wins either way.
+    assert Config().bare_scheme == "http"
+    assert Config(request=Request(audit=True)).bare_scheme == "auto"
+    assert Config(scheme="http", request=Request(audit=True)).bare_scheme == "http"
     with pytest.raises(ConfigError, match="audit http port"):
         Request(audit_http_port=0)
 
