@@ -273,7 +273,7 @@ option = functools.partial(click.option, show_default=True)
     "--scheme",
     type=click.Choice(SCHEMES),
     default=None,
-    show_default="http; --audit: auto",
+    show_default="http",
     help="Scheme for bare targets (auto: https, then http).",
 )
 @option(
@@ -362,7 +362,7 @@ option = functools.partial(click.option, show_default=True)
 @option(
     "--audit",
     is_flag=True,
-    help="Grade security headers as MDN's HTTP Observatory does.",
+    help="Grade security headers as MDN's Observatory (-L, --scheme auto).",
 )
 @option(
     "--loop",

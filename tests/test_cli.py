@@ -484,7 +484,7 @@ def test_help_is_grouped_one_line_per_option_with_defaults() -> None:
     option_lines = [line for line in body.splitlines() if line.strip() and line[0] == " "]
     assert all(line.startswith(("  -", "  --")) for line in option_lines), option_lines
     for flag, default in [
-        ("--scheme", "http; --audit: auto"), ("--ports", "none"), ("--timeout", "10.0"),
+        ("--scheme", "http"), ("--ports", "none"), ("--timeout", "10.0"),
         ("--max-redirects", "10"), ("--concurrency", "100"), ("--format", "text"),
         ("--rate", "0: no cap"),
     ]:  # fmt: skip
