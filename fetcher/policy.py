@@ -112,13 +112,11 @@ class Policy:
             head = await self._first(target, visit)
             if self._audits:
                 graded = await self._grade(visit, head)
-        except FetchError as exc:
-            error = exc
+        except FetchError as exc:  # the audit's too: a head and an error are never both kept
+            head, error = None, exc
         except Exception as exc:  # a bug of ours on this target's path: its record, not the run
             head, error = None, InternalError.wrap(exc)
-        result = self._result(visit, head, error, index, expanded)
-        result.audit = graded if error is None else None
-        return result
+        return self._result(visit, head, error, index, expanded, graded)
 
     def refuse(self, line: str, error: InvalidInput, index: int = -1) -> Result:
         """The Result of a line that is no target: its error, and nothing fetched."""
@@ -132,6 +130,7 @@ class Policy:
         error: FetchError | None,
         index: int,
         expanded: bool,
+        graded: Audit | None = None,
     ) -> Result:
         target = visit.target
         return Result(
@@ -152,6 +151,7 @@ class Policy:
             attempts=visit.attempts,
             final_target=visit.last,
             expanded=expanded,
+            audit=graded,
         )
 
     async def _follow(self, target: Target, visit: _Visit) -> ResponseHead:
@@ -292,6 +292,8 @@ class Policy:
             return HttpProbe(probe.route, verified=False)
         except TooManyRedirects:  # MDN stops following too, and judges the route so far
             return HttpProbe(probe.route)
+        except InternalError:  # a bug of ours is this target's internal-error, not "no http"
+            raise
         except FetchError:  # http does not answer: MDN's "no http", whatever went wrong
             return HttpProbe(())
         return HttpProbe(probe.route)

@@ -13,13 +13,16 @@ from typing import Any
 import pytest
 import trustme
 from click.testing import CliRunner
-from conftest import make_config
+from conftest import StubBackend, collect, make_config
 
 from fetcher.audit import AUDIT_ORIGIN
 from fetcher.cli import afetch
+from fetcher.config import Config
+from fetcher.http1 import ResponseHead
 from fetcher.loopback import LoopbackDNS, LoopbackHosts, Script, recording, replies, response
-from fetcher.models import Result
+from fetcher.models import Result, Trace
 from fetcher.stream import fetch_all
+from fetcher.targets import Target
 
 # A response MDN grades A+ over https: every header a bonus or a pass, no cookie.
 HARDENED = [
@@ -66,10 +69,15 @@ def hardened_https(hosts: LoopbackHosts, server_tls: ssl.SSLContext) -> int:
     return hosts.serve(replies(response("200 OK", HARDENED)), tls=server_tls)
 
 
-def fetch_audited(backend: str, line: str, **request: Any) -> Result:
-    """One target through the engine and a real backend, under --audit (so --scheme auto)."""
+def audited(backend: str = "raw", **request: Any) -> Config:
+    """make_config's Config with --audit on (so --scheme auto) and `request` fields set."""
     config = make_config(backend=backend)
-    config = replace(config, request=replace(config.request, audit=True, **request))
+    return replace(config, request=replace(config.request, audit=True, **request))
+
+
+def fetch_audited(backend: str, line: str, **request: Any) -> Result:
+    """One target through the engine and a real backend, under --audit."""
+    config = audited(backend, **request)
 
     async def one() -> list[Result]:
         return [result async for result in fetch_all([line], config)]
@@ -282,3 +290,20 @@ def test_scheme_http_under_audit_grades_the_http_route(
     record = records(out)[line]
     assert record["attempts"] == [] and record["url"] == f"http://{line}/"
     assert record["audit"]["tests"]["redirection"]["result"] == "redirection-to-https"
+
+
+class BuggyOverHttp(StubBackend):
+    """Answers https; a bug of ours on every plain-http request."""
+
+    async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+        if target.scheme == "http":
+            raise KeyError("bug")
+        return await super().fetch(target, trace)
+
+
+def test_a_bug_on_the_http_probe_is_the_targets_internal_error() -> None:
+    """Not "http does not answer" (which would blame the host): the record says it was us."""
+    config = audited()
+    [result] = collect(["ok1"], config, BuggyOverHttp(config))
+    assert result.error is not None and result.error.kind == "internal-error"
+    assert (result.status_code, result.headers, result.audit) == (None, [], None)
