@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from .config import Output
-from .models import CSV_COLUMNS, RECORD_FIELDS, Result
+from .models import Result
+from .records import CSV_COLUMNS, RECORD_FIELDS
 
 if TYPE_CHECKING:
     from .audit import Audit
 
 Formatter = Callable[[Result], str]
-STDOUT = "-"  # as the -o FILE: the JSON Lines records go to stdout
 
 # Bytes from servers are shown, never obeyed: C0 controls, DEL and C1 controls become \xNN, so
 # a header value cannot move the cursor, retitle the terminal or ring the bell.

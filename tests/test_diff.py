@@ -31,7 +31,8 @@ from fetcher.diff import (
 )
 from fetcher.errors import ConnectionRefused, FetchTimeout
 from fetcher.loopback import LoopbackDNS, LoopbackHosts, read_request, response
-from fetcher.models import RECORD_FIELDS, Redirect, Result
+from fetcher.models import Redirect, Result
+from fetcher.records import RECORD_FIELDS
 from fetcher.targets import parse_target
 
 ROOT = Path(__file__).resolve().parent.parent

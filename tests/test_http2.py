@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import sys
 
 import pytest
 import trustme
@@ -203,12 +204,7 @@ def test_http2_needs_the_httpx_backend() -> None:
 
 
 def test_http2_needs_the_h2_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "h2" else real(name, *a)
-    )
+    monkeypatch.setitem(sys.modules, "h2", None)  # `import h2` now raises ImportError
     with pytest.raises(ConfigError, match=r"afetch\[http2\]"):
         Config(request=Request(http2=True), backend="httpx")
 
@@ -228,12 +224,7 @@ def test_http2_usage_errors_are_one_line(args: list[str], message: str) -> None:
 
 
 def test_http2_without_h2_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "h2" else real(name, *a)
-    )
+    monkeypatch.setitem(sys.modules, "h2", None)  # `import h2` now raises ImportError
     result = CliRunner().invoke(
         afetch, ["--backend", "httpx", "--http2", "x"], catch_exceptions=False
     )
