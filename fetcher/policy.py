@@ -266,7 +266,8 @@ class Policy:
 
         probe = await self._http_route(visit)
         tls = visit.trace.tls
-        # With -k the handshake did not verify: the offline verdict says whether it would have.
+        if tls is not None:
+            tls.settle()  # with -k the handshake did not verify: the offline verdict says
         verified = tls.verified is not False if tls is not None else self.config.request.verify
         return audit(
             head.headers,

@@ -307,3 +307,19 @@ def test_a_bug_on_the_http_probe_is_the_targets_internal_error() -> None:
     [result] = collect(["ok1"], config, BuggyOverHttp(config))
     assert result.error is not None and result.error.kind == "internal-error"
     assert (result.status_code, result.headers, result.audit) == (None, [], None)
+
+
+def test_with_insecure_a_certificate_that_would_not_verify_costs_hsts_its_points(
+    hosts: LoopbackHosts, ca_file: str, backend_name: str, wrong_name_tls: ssl.SSLContext
+) -> None:
+    """-k fetches the head anyway; the offline verdict (a name mismatch) tells the grader the
+    certificate is bad, so HSTS counts as MDN counts it over a bad certificate."""
+    port = hosts.serve(replies(response("200 OK", HARDENED)), tls=wrong_name_tls)
+    args = ["--json", "--audit", "--backend", backend_name, "--cacert", ca_file]
+    code, out, _ = invoke(*args, "-k", f"https://127.0.0.1:{port}/")
+    [record] = records(out).values()
+    assert record["tls"]["verified"] is False
+    assert record["audit"]["tests"]["strict-transport-security"]["result"] == "hsts-invalid-cert"
+    code, out, _ = invoke(*args, f"https://localhost:{port}/")
+    [record] = records(out).values()  # without -k: the tls-error record, not graded
+    assert record["audit"] is None and record["error"]["kind"] == "tls-error"
