@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Several loopback addresses so that targets are distinct hosts (distinct connection pools,
@@ -172,6 +172,7 @@ http {{
         location / {{
             return 200 "ok\\n";
         }}
+{locations}
     }}
 }}
 """
@@ -189,18 +190,21 @@ NGINX_TLS = """\
 
 class Nginx(_ServerProcess):
     """nginx with a generated config: one worker, no access log, a fixed 3-byte body; with
-    `tls` (certificate and key files) https only."""
+    `tls` (certificate and key files) https only; `locations`: more paths answering the same,
+    each with its own extra response headers."""
 
     def __init__(
         self,
         tmp: Path,
         hosts: Sequence[str] = DEFAULT_HOSTS,
         tls: tuple[Path, Path] | None = None,
+        locations: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         super().__init__()
         self.tmp = tmp
         self.hosts = tuple(hosts)
         self.tls = tls
+        self.locations = dict(locations or {})
 
     def start(self) -> None:
         nginx = _which("nginx")
@@ -214,7 +218,12 @@ class Nginx(_ServerProcess):
                 f"        listen {host}:{port}{ssl} backlog=4096;" for host in self.hosts
             )
             tls = NGINX_TLS.format(cert=self.tls[0], key=self.tls[1]) if self.tls else ""
-            conf.write_text(NGINX_CONF.format(tmp=self.tmp, listens=listens, tls=tls))
+            locations = "\n".join(
+                _location(path, headers) for path, headers in self.locations.items()
+            )
+            conf.write_text(
+                NGINX_CONF.format(tmp=self.tmp, listens=listens, tls=tls, locations=locations)
+            )
             argv = [nginx, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"), "-c", str(conf)]
             self._spawn(argv, self.tmp / "nginx.out")
             if self._wait_ready(self.hosts, port):
@@ -237,6 +246,12 @@ def tls_files(tmp: Path, hosts: Sequence[str]) -> tuple[Path, Path, Path]:
     leaf.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_file))
     return cert, key, ca_file
+
+
+def _location(path: str, headers: Sequence[tuple[str, str]]) -> str:
+    """An exact-match location answering "ok" with `headers` added (always: on any status)."""
+    added = "".join(f'            add_header {name} "{value}" always;\n' for name, value in headers)
+    return f'        location = {path} {{\n{added}            return 200 "ok\\n";\n        }}'
 
 
 class DelayedServer(_ServerProcess):

@@ -10,7 +10,8 @@ least 90, never below 0, grade from the chart in steps of five. Headers are join
 MDN's client (Node) joins repeated fields, ``", "`` for all but Set-Cookie, so a doubled
 X-Frame-Options is as invalid here as there. What needs the body (Subresource Integrity,
 ``<meta http-equiv>``) or data afetch does not ship (the HSTS preload list, the public suffix
-list) is reported as not evaluated or left out; docs/audit.md lists each deviation.
+list) is reported as not evaluated or left out; the README ("Security headers: --audit") lists
+each deviation.
 
 Cost, in CPU time per call (timeit -p, best of 10, on the project's 2-core box at load
 average 6.8 from other work, so an idle box does better): 80-96 us for mozilla.org's 25

@@ -16,7 +16,7 @@ from .options import ConfigError as ConfigError
 from .options import Spec, check_fields, option, specs_of
 from .records import StatusSet as StatusSet
 from .records import check_fields as check_record_fields
-from .records import parse_names, shown
+from .records import graded_below, parse_names, shown
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ STDOUT = "-"  # as the -o FILE: the JSON Lines records go to stdout
 # The most ports one --ports list may name: every TCP port once.
 MAX_PORT = 65535
 DNS_PORT = 53
+DEFAULT_HTTP_PORT = 80
 
 
 def _refuse(problem: str | None) -> None:
@@ -109,7 +110,9 @@ def parse_header(text: str) -> tuple[str, str]:
 @dataclass(frozen=True, slots=True)
 class Request:
     """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy.
-    `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only)."""
+    `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only).
+    `audit` (--audit) adds an Origin header and implies following redirects; the plain-http
+    probe of a bare host whose https answered goes to `audit_http_port` (MDN's httpPort)."""
 
     method: str = option(
         "GET", "-X", "--method", group="Request", metavar="METHOD",
@@ -153,6 +156,11 @@ class Request:
         False, "--http2", group="Request", flag=True,
         help="Offer HTTP/2 over TLS (needs --backend httpx).",
     )  # fmt: skip
+    audit: bool = option(
+        False, "--audit", group="Request", flag=True,
+        help="Grade security headers as MDN's Observatory (-L, --scheme auto).",
+    )  # fmt: skip
+    audit_http_port: int = DEFAULT_HTTP_PORT  # library only: tests move it off port 80
 
     def __post_init__(self) -> None:
         _refuse(check_fields(self))
@@ -164,6 +172,8 @@ class Request:
         object.__setattr__(self, "method", self.method.upper())
         if self.method == "CONNECT":
             raise ConfigError("method CONNECT asks a proxy for a tunnel: use -x/--proxy URL")
+        if not 1 <= self.audit_http_port <= MAX_PORT:
+            raise ConfigError(f"audit http port out of range: {self.audit_http_port}")
         if self.http_version not in HTTP_VERSIONS:
             raise ConfigError(f"http version must be 1.1 or 1.0, got {self.http_version!r}")
         for name, value in self.headers:
@@ -177,6 +187,23 @@ class Request:
             # A file without a certificate is this machine's problem, said once before any
             # fetch, not a tls-error blamed on every host. About 0.5 ms for a one-CA file.
             load_cafile(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), self.cafile)
+
+    @property
+    def follows_redirects(self) -> bool:
+        """-L, or --audit, which grades where a browser would end up (as MDN does)."""
+        return self.follow_redirects or self.audit
+
+    @property
+    def origin(self) -> str | None:
+        """The Origin sent under --audit: a -H Origin as given, else the audit's own."""
+        if not self.audit:
+            return None
+        given = next((v for name, v in self.headers if name.lower() == "origin"), None)
+        if given is not None:
+            return given
+        from .audit import AUDIT_ORIGIN  # the grader loads only under --audit (~30 ms)
+
+        return AUDIT_ORIGIN
 
     @property
     def host_header(self) -> tuple[str, str] | None:
@@ -195,6 +222,9 @@ class Request:
         ]
         if self.method in CONTENT_METHODS:
             base.append(("Content-Length", "0"))
+        origin = self.origin
+        if origin is not None:  # --audit: MDN judges CORS by the answer to an Origin
+            base.append(("Origin", origin))
         host = self.host_header
         own = [h for h in base if h[0].lower() not in given]
         rest = [h for h in self.headers if h is not host]
@@ -227,6 +257,18 @@ def parse_ports(text: str) -> tuple[int, ...]:
             raise ConfigError(f"invalid port range {item!r} (ports are 1-{MAX_PORT})")
         ports.update(dict.fromkeys(range(first, last + 1)))
     return tuple(ports)
+
+
+def parse_grade(text: str) -> str | None:
+    """``b+`` -> ``B+``, one of MDN's grades; empty -> None (no --min-grade)."""
+    if not text.strip():
+        return None
+    from .audit import GRADES  # only with --min-grade: the grader costs ~30 ms to import
+
+    grade = text.strip().upper()
+    if grade not in GRADES:
+        raise ConfigError(f"invalid grade {text!r} (choose from {', '.join(GRADES)})")
+    return grade
 
 
 def _items(text: str) -> list[str]:
@@ -274,6 +316,10 @@ class Output:
         None, "--cert-expires-within", group="Output", parse=parse_days, metavar="DAYS",
         shown_default="any", help="Only records whose certificate expires within DAYS.",
     )  # fmt: skip
+    min_grade: str | None = option(  # --audit: write only the targets graded below this
+        None, "--min-grade", group="Output", parse=parse_grade, metavar="GRADE",
+        shown_default="none", help="With --audit: write only targets graded below it.",
+    )  # fmt: skip
     progress: bool = option(  # a live line on stderr, when stderr is a terminal
         True, "-q", "--quiet", group="Output", flag=True, sets=False,
         help="No progress line on the terminal.",
@@ -293,9 +339,14 @@ class Output:
     def __post_init__(self) -> None:
         _refuse(check_fields(self))
         check_record_fields(self.format, self.fields)
+        if self.min_grade is not None:
+            parse_grade(self.min_grade)  # a library caller's value, checked as typed ones are
 
-    def shows(self, status_code: int | None) -> bool:
-        """Whether a record with this status (None: a failed fetch) is written."""
+    def shows(self, status_code: int | None, grade: str | None = None) -> bool:
+        """Whether a record with this status (None: a failed fetch) and audit grade (None: not
+        graded) is written."""
+        if self.min_grade is not None and not graded_below(grade, self.min_grade):
+            return False
         return shown(status_code, self.match_status, self.filter_status)
 
 
@@ -333,9 +384,11 @@ class Config:
         "completion", "--order", group="Concurrency", choices=ORDERS, case_sensitive=False,
         help="Order results by completion or by input.",
     )  # fmt: skip
-    scheme: str = option(  # for targets given without one; auto = https, else http
-        "http", "--scheme", group="Input", choices=SCHEMES, case_sensitive=False,
-        help="Scheme for bare targets (auto: https, then http).",
+    # For targets given without one: http, https or auto (https, then http); None: http, or
+    # auto under --audit (MDN grades https://host/ where it answers).
+    scheme: str | None = option(
+        None, "--scheme", group="Input", choices=SCHEMES, case_sensitive=False,
+        shown_default="http", help="Scheme for bare targets (auto: https, then http).",
     )  # fmt: skip
     ports: tuple[int, ...] = option(  # each bare host becomes one target per port
         (), "-p", "--ports", group="Input", parse=parse_ports, metavar="PORTS",
@@ -343,8 +396,17 @@ class Config:
         shown_default="none", help="Ports for bare hosts, e.g. 80,443,8080-8090.",
     )  # fmt: skip
 
+    @property
+    def bare_scheme(self) -> str:
+        """The scheme of targets given without one: --scheme, else http (auto under --audit)."""
+        if self.scheme is not None:
+            return self.scheme
+        return "auto" if self.request.audit else "http"
+
     def __post_init__(self) -> None:
         _refuse(check_fields(self))
+        if self.output.min_grade is not None and not self.request.audit:
+            raise ConfigError("--min-grade needs --audit (the grade it filters by)")
         if self.request.http2:
             if self.backend != "httpx":
                 raise ConfigError("--http2 needs --backend httpx (the raw backend speaks HTTP/1.x)")

@@ -255,7 +255,7 @@ def digest(record: dict[str, Any], options: Options) -> int:
         _dumps(redirects) if redirects else None,
         options.headers.digest(record.get("headers")),
         tls,
-        _grade(record) if "audit" in record else _ABSENT,
+        _grade(record) if type(record.get("audit")) is dict else _ABSENT,
     )
     return hash(facts) & _DIGEST_MASK
 
@@ -320,7 +320,9 @@ def describe(old: dict[str, Any], new: dict[str, Any], options: Options) -> list
         changes.append(Change("final-url", old_final, new_final))
     if "tls" in old and "tls" in new:
         changes.extend(_tls_changes(_cert(old), _cert(new), options.expiry_days))
-    if "audit" in old and "audit" in new and _grade(old) != _grade(new):
+    # Every record has "audit"; null on an answered one: that run had no --audit.
+    audited = type(old.get("audit")) is dict and type(new.get("audit")) is dict
+    if audited and _grade(old) != _grade(new):
         changes.append(Change("grade", _audit(old), _audit(new)))
     return changes
 

@@ -31,7 +31,8 @@ class Jobs:
         self._ports = config.ports
         self._recorded = recorded
         # Targets without a scheme are tried with https first under --scheme auto.
-        self._scheme = "https" if config.scheme == "auto" else config.scheme
+        scheme = config.bare_scheme
+        self._scheme = "https" if scheme == "auto" else scheme
 
     def of(self, line: str) -> Iterator[Job]:
         """The jobs of one non-blank, non-comment line: a generator, so a long port list is

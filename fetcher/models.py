@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FetchError, Phase
 from .records import CSV_COLUMNS, CSV_HEADERS, TIMING_PHASES
 from .targets import Target
 from .tls import TLSInfo
+
+if TYPE_CHECKING:
+    from .audit import Audit
 
 
 @dataclass(slots=True)
@@ -94,6 +97,7 @@ class Result:
     # --scheme auto: each scheme tried, in order (of the last try, with --retries); else empty.
     attempts: Sequence[Attempt] = ()
     tls: TLSInfo | None = None  # the https request's TLS facts (README "JSON Lines", tls)
+    audit: Audit | None = None  # --audit: the final response's grade; None if not graded
 
     @property
     def failed(self) -> bool:
@@ -149,6 +153,7 @@ class Result:
             "final_url": url if final is None or final is target else final.url,
             "attempts": [a.as_dict(self.timestamp) for a in self.attempts] if self.attempts else [],
             "tls": self.tls.as_dict(self.timestamp) if self.tls else None,
+            "audit": self.audit.as_dict() if self.audit is not None else None,
         }
 
     def to_row(self) -> dict[str, Any]:
@@ -170,6 +175,9 @@ class Result:
         row["tls_version"], row["tls_verified"] = tls.get("version"), tls.get("verified")
         for name in ("subject_cn", "issuer_cn", "not_after", "days_left"):
             row[f"cert_{name}"] = cert.get(name)
+        audit = self.audit
+        row["audit_grade"] = audit.grade if audit is not None else None
+        row["audit_score"] = audit.score if audit is not None else None
         return {name: row[name] for name in CSV_COLUMNS}
 
 

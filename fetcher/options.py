@@ -56,7 +56,10 @@ class Spec:
         return self.key.replace("-", "_").replace(".", "_")
 
     def check(self, value: Any) -> str | None:
-        """What is wrong with `value` by this option's bounds and choices, or None."""
+        """What is wrong with `value` by this option's bounds and choices, or None. None is an
+        option not given, where its field allows that (--cacert, --scheme)."""
+        if value is None:
+            return None
         if self.minimum is not None and not (
             value > self.minimum if self.above else value >= self.minimum
         ):

@@ -17,7 +17,7 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
@@ -25,6 +25,9 @@ from .config import Output
 from .models import Result
 from .records import CSV_COLUMNS, LINE_FIELDS, RECORD_FIELDS
 from .tls import Cert, TLSInfo
+
+if TYPE_CHECKING:
+    from .audit import Audit
 
 Formatter = Callable[[Result], str]
 
@@ -45,7 +48,8 @@ def escape(text: str) -> str:
 
 def format_text(result: Result) -> str:
     """Seed style: `<input> header > <line>` per header line, or one `<input> error > ...`;
-    after a --scheme auto fallback, first a `<input> scheme > http (https failed: ...)` line."""
+    after a --scheme auto fallback, first a `<input> scheme > http (https failed: ...)` line;
+    under --audit, last an `<input> audit > ...` line."""
     label = escape(result.label)
     lines = [_scheme_line(label, result)] if len(result.attempts) > 1 else []
     if result.tls is not None:
@@ -59,7 +63,17 @@ def format_text(result: Result) -> str:
     lines.extend(
         f"{label} header > {escape(name)}: {escape(value)}\n" for name, value in result.headers
     )
+    if result.audit is not None:
+        lines.append(_audit_line(label, result.audit))
     return "".join(lines)
+
+
+def _audit_line(label: str, graded: Audit) -> str:
+    """`<input> audit > B+ 80: <result> -20, ...`: the grade, the score, what cost points."""
+    costs = ", ".join(
+        f"{test.result} {test.modifier}" for test in graded.tests.values() if test.modifier < 0
+    )
+    return f"{label} audit > {graded.grade} {graded.score}{': ' if costs else ''}{costs}\n"
 
 
 def _scheme_line(label: str, result: Result) -> str:
@@ -131,11 +145,8 @@ def _line_facts(result: Result, chosen: Sequence[str]) -> dict[str, str]:
         cert = tls.cert  # parsed on first use, cached by fingerprint
         if isinstance(cert, Cert):
             facts["tls_expiry"] = _expiry(cert.not_after_text, cert.days_left(result.timestamp))
-    if "audit_grade" in chosen and "audit" in RECORD_FIELDS:
-        # --audit's record field, once there is one: shown when present.
-        grade = (result.to_record().get("audit") or {}).get("grade")
-        if grade:
-            facts["audit_grade"] = f"grade {grade}"
+    if result.audit is not None:
+        facts["audit_grade"] = f"grade {result.audit.grade}"
     return facts
 
 

@@ -2,8 +2,10 @@
 around each request, and the one place its Result is built.
 
     target ──► probe (--scheme auto) ──► retry ──► request ──► 3xx? ──► follow (-L) ──► Result
-                                           ▲          │
-                                           └─ backoff ┘ connection error or timeout
+                                           ▲          │                                  ▲
+                                           └─ backoff ┘ connection error or timeout      │
+                          --audit, a bare host that answered over https: http://host/ ───┘
+                          followed too (MDN's redirection test), then the head is graded
 
 The backend does one request; the scheduler (engine.py) runs many of these at once. Like
 httpx's `_send_handling_redirects`, the policy knows the order of requests, never their bytes.
@@ -18,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from . import verbose
@@ -39,6 +42,9 @@ from .http1 import ResponseHead
 from .models import Attempt, Redirect, Result, Trace
 from .pacing import PerHostLimiter, RateLimiter
 from .targets import DEFAULT_PORTS, Target, parse_target
+
+if TYPE_CHECKING:
+    from .audit import Audit, HttpProbe
 
 # Statuses whose Location -L follows. 300 Multiple Choices and 304 Not Modified are answers.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -67,6 +73,11 @@ class _Visit:
     redirects: list[Redirect] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)  # the schemes --scheme auto tried
 
+    @property
+    def route(self) -> tuple[str, ...]:
+        """Every URL asked since the last scheme choice, the one that answered last."""
+        return (*(redirect.url for redirect in self.redirects), self.last.url)
+
 
 Step = Callable[[Target, _Visit], Awaitable[ResponseHead]]
 Tracer = Callable[[Target, str], None]  # -v: (the request's target, one step of it)
@@ -88,8 +99,11 @@ class Policy:
         self._per_host = PerHostLimiter(limits.per_host) if limits.per_host else None
         # No probing, retries or redirects: one request per target, without the layers that
         # implement them (each await passes through every frame of the chain).
-        single = config.scheme != "auto" and limits.retries == 0 and not request.follow_redirects
+        self._auto = config.bare_scheme == "auto"
+        single = not self._auto and limits.retries == 0 and not request.follows_redirects
         self._first: Step = self._request if single else self._follow
+        # The grader (audit.py) is imported only under --audit: about 30 ms of start-up.
+        self._audits = request.audit
 
     async def fetch(self, target: Target, index: int = -1, expanded: bool = False) -> Result:
         """Fetch one target: its Result holds the final response head or the error that ended
@@ -98,13 +112,16 @@ class Policy:
         visit = _Visit(target, target)
         head: ResponseHead | None = None
         error: FetchError | None = None
+        graded: Audit | None = None
         try:
             head = await self._first(target, visit)
-        except FetchError as exc:
-            error = exc
+            if self._audits:
+                graded = await self._grade(visit, head)
+        except FetchError as exc:  # the audit's too: a head and an error are never both kept
+            head, error = None, exc
         except Exception as exc:  # a bug of ours on this target's path: its record, not the run
-            error = InternalError.wrap(exc)
-        return self._result(visit, head, error, index, expanded)
+            head, error = None, InternalError.wrap(exc)
+        return self._result(visit, head, error, index, expanded, graded)
 
     def refuse(self, line: str, error: InvalidInput, index: int = -1) -> Result:
         """The Result of a line that is no target: its error, and nothing fetched."""
@@ -118,6 +135,7 @@ class Policy:
         error: FetchError | None,
         index: int,
         expanded: bool,
+        graded: Audit | None = None,
     ) -> Result:
         target = visit.target
         return Result(
@@ -140,6 +158,7 @@ class Policy:
             expanded=expanded,
             # After a fallback to http, the https attempt's: a bad certificate stays in sight.
             tls=visit.trace.tls or next((a.tls for a in visit.attempts if a.tls), None),
+            audit=graded,
         )
 
     async def _follow(self, target: Target, visit: _Visit) -> ResponseHead:
@@ -148,7 +167,7 @@ class Policy:
         https locations are followed, other ones end the chain with the 3xx as the answer."""
         head = await self._retrying(self._probe, target, visit)
         request = self.config.request
-        if not request.follow_redirects:
+        if not request.follows_redirects:
             return head
         current = visit.last
         while head.status_code in REDIRECT_STATUSES:
@@ -187,7 +206,7 @@ class Policy:
         never completes). Any other timeout, and any HTTP answer, is https's answer and stands.
         Each try is kept in the record, so a fallback never hides why https was not used.
         """
-        if self.config.scheme != "auto" or target.explicit_scheme:
+        if not self._auto or target.explicit_scheme:
             return await self._request(target, visit)
         visit.attempts = attempts = []  # a retry of the probe keeps only its own tries
         try:
@@ -248,6 +267,51 @@ class Policy:
             finally:
                 self._deadlines.stop(deadline)
                 trace.mark("total", trace.started)
+
+    async def _grade(self, visit: _Visit, head: ResponseHead) -> Audit:
+        """--audit: MDN's grade of the final head, with the plain-http route it learned."""
+        from .audit import AUDIT_ORIGIN, audit
+
+        probe = await self._http_route(visit)
+        tls = visit.trace.tls
+        if tls is not None:
+            tls.settle()  # with -k the handshake did not verify: the offline verdict says
+        verified = tls.verified is not False if tls is not None else self.config.request.verify
+        return audit(
+            head.headers,
+            url=visit.last.url,
+            scheme=visit.target.scheme,
+            tls_verified=verified,
+            http_probe=probe,
+            origin=self.config.request.origin or AUDIT_ORIGIN,
+        )
+
+    async def _http_route(self, visit: _Visit) -> HttpProbe | None:
+        """Where plain http leads, for MDN's redirection test: the fetch's own route when it
+        began over http (an http URL, --scheme http, or the --scheme auto fallback), none for
+        an https URL (fetched as given), else one more fetch, as MDN does: http:// on the
+        http port (80; MDN's too when the line names the https port), redirects followed."""
+        from .audit import HttpProbe
+
+        first = visit.target
+        if first.scheme == "http":
+            return HttpProbe(visit.route)
+        if first.explicit_scheme:
+            return None
+        port = self.config.request.audit_http_port
+        http = replace(first, scheme="http", port=port, explicit_scheme=True, explicit_port=True)
+        probe = _Visit(http, http)
+        try:
+            await self._follow(http, probe)
+        except TLSError:  # an https hop on the way would not verify (or shake hands)
+            return HttpProbe(probe.route, verified=False)
+        except TooManyRedirects:  # MDN stops following too, and judges the route so far
+            return HttpProbe(probe.route)
+        except InternalError:  # a bug of ours is this target's internal-error, not "no http"
+            raise
+        except FetchError:  # http does not answer: MDN's "no http", whatever went wrong
+            return HttpProbe(())
+        return HttpProbe(probe.route)
 
     def _per_host_slot(self, target: Target) -> AbstractAsyncContextManager[None]:
         if self._per_host is None:

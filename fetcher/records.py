@@ -1,5 +1,5 @@
-"""The record schema and the status filters: which fields a record has, which ones --fields may
-choose, and which records --match-status and --filter-status let through."""
+"""The record schema and the filters: which fields a record has, which ones --fields may choose,
+and which records --match-status, --filter-status and --min-grade let through."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
 RECORD_FIELDS = (
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts", "tls",
+    "redirects", "final_url", "attempts", "tls", "audit",
 )  # fmt: skip
 # The CSV columns, in order: the record's scalar fields, the nested ones flattened, and the
 # headers people grep for most (README "CSV").
@@ -24,6 +24,7 @@ CSV_COLUMNS = (
     "failed", "error_kind", "error_phase", "error_message", "timestamp", "backend",
     "tls_version", "cert_subject_cn", "cert_issuer_cn", "cert_not_after", "cert_days_left",
     "tls_verified",
+    "audit_grade", "audit_score",
 )  # fmt: skip
 CSV_HEADERS = frozenset({"content_type", "content_length", "server", "location"})
 # The brackets of --format line, in order (README "One line per target"); --fields picks some.
@@ -86,6 +87,14 @@ class StatusSet:
 
     def __contains__(self, status: object) -> bool:
         return isinstance(status, int) and (status in self.codes or status // 100 in self.classes)
+
+
+def graded_below(grade: str | None, floor: str) -> bool:
+    """--min-grade: whether `grade` is worse than `floor`; an ungraded record (a failure) is
+    not."""
+    from .audit import GRADES  # loaded already: --min-grade needs --audit
+
+    return grade is not None and GRADES.index(grade) > GRADES.index(floor)
 
 
 def shown(status_code: int | None, match: StatusSet, hidden: StatusSet) -> bool:

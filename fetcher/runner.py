@@ -330,7 +330,8 @@ async def _main(
     progress = _start_progress(config, outcome, writer, console, count)
 
     def sink(result: Result) -> None:
-        shown = shows(result.status_code)
+        graded = result.audit
+        shown = shows(result.status_code, graded.grade if graded is not None else None)
         if expiring is not None:
             shown = shown and expires_within(result.tls, expiring, result.timestamp)
         tally.count(result, shown=shown)

@@ -59,6 +59,7 @@ class Tally:
     filtered: int = 0
     by_class: dict[str, int] = field(default_factory=dict)  # "2xx" -> count
     by_kind: dict[str, int] = field(default_factory=dict)  # error kind -> count
+    by_grade: dict[str, int] = field(default_factory=dict)  # --audit: grade -> count
     latency_ms: Reservoir = field(default_factory=Reservoir)  # of answered targets
     tls_versions: dict[str, int] = field(default_factory=dict)  # "TLSv1.3" -> count
     expiring: int = 0  # records whose certificate expires within EXPIRY_WARNING_DAYS
@@ -78,6 +79,9 @@ class Tally:
             total = result.timings.get("total")
             if total is not None:
                 self.latency_ms.add(total)
+            if result.audit is not None:
+                grade = result.audit.grade
+                self.by_grade[grade] = self.by_grade.get(grade, 0) + 1
         else:
             self.failed += 1
             self.by_kind[result.error.kind] = self.by_kind.get(result.error.kind, 0) + 1
@@ -117,6 +121,13 @@ class Tally:
             if self.unverified:
                 tls.append("not verified: " + _counts(self.unverified))
             lines.append("  tls      " + ";  ".join(tls))
+        if self.by_grade:
+            from .audit import GRADES  # loaded: records were graded
+
+            counts = (
+                f"{grade} {self.by_grade[grade]}" for grade in GRADES if grade in self.by_grade
+            )
+            lines.append("  grades   " + "  ".join(counts))
         latency = self.latency_ms
         if latency.seen:
             p50, p95 = latency.percentile(50), latency.percentile(95)

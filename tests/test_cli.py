@@ -141,7 +141,7 @@ def test_example_config_lists_every_option_with_its_default() -> None:
         example = tomllib.load(handle)
     params = {p.name: p for p in afetch.params}
     keys = config_keys(afetch)
-    commented = {"cacert", "proxy"}  # no default value: shown commented out
+    commented = {"cacert", "proxy", "scheme"}  # no default value: shown commented out
     assert set(example) | commented == set(keys)
     # Each key, set or commented out, comes right after a comment saying what it does.
     lines = (ROOT / "config" / "afetch.toml").read_text().splitlines()

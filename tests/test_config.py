@@ -195,3 +195,40 @@ def test_methods_are_sent_in_capitals_as_httpx_does() -> None:
 def test_a_method_that_is_no_token_is_refused(method: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Request(method=method)
+
+
+def test_audit_sends_an_origin_unless_one_is_given() -> None:
+    from fetcher.audit import AUDIT_ORIGIN
+    from fetcher.config import Config
+
+    assert "Origin" not in dict(Request().header_lines())
+    assert Request(audit=True).header_lines()[-1] == ("Origin", AUDIT_ORIGIN)
+    mine = Request(audit=True, headers=(("origin", "https://mine.example"),))
+    assert [h for h in mine.header_lines() if h[0].lower() == "origin"] == [
+        ("origin", "https://mine.example")
+    ]
+    assert mine.origin == "https://mine.example" and Request().origin is None
+    assert Request(audit=True).follows_redirects and not Request().follows_redirects
+    # Targets without a scheme: http, auto under --audit, and --scheme wins either way.
+    assert Config().bare_scheme == "http"
+    assert Config(request=Request(audit=True)).bare_scheme == "auto"
+    assert Config(scheme="http", request=Request(audit=True)).bare_scheme == "http"
+    with pytest.raises(ConfigError, match="audit http port"):
+        Request(audit_http_port=0)
+
+
+def test_min_grade_shows_only_grades_below_it() -> None:
+    from dataclasses import replace
+
+    from fetcher.config import Config, Output
+
+    below_b = Output(min_grade="B")
+    assert [below_b.shows(200, g) for g in ("A+", "B", "B-", "F", None)] == [
+        False, False, True, True, False,
+    ]  # fmt: skip
+    assert below_b.shows(None, None) is False  # a failure has no grade
+    with pytest.raises(ConfigError, match="invalid grade 'E'"):
+        Output(min_grade="E")
+    with pytest.raises(ConfigError, match="--min-grade needs --audit"):
+        Config(output=below_b)
+    Config(output=below_b, request=replace(Request(), audit=True))

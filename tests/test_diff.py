@@ -724,8 +724,12 @@ def test_whitespace_after_the_last_line_is_nothing(tmp_path: Path) -> None:
 
 
 def test_audit_and_json_fallbacks(tmp_path: Path) -> None:
-    code, out, _ = run_diff(tmp_path, [record(audit=None)], [record(audit={"grade": "A"})])
-    assert out == "example.com grade > none -> A\n"
+    code, out, _ = run_diff(
+        tmp_path, [record(audit={"grade": "B"})], [record(audit={"grade": "A"})]
+    )
+    assert out == "example.com grade > B -> A\n"
+    # Every record has "audit": null on an answered one is a run without --audit, no grade.
+    assert run_diff(tmp_path, [record(audit=None)], [record(audit={"grade": "A"})])[:2] == (0, "")
     odd = record("a.example", headers=headers(server=["\udcff"]))
     _, out, _ = run_diff(tmp_path, [record("a.example")], [odd], "--json")
     assert json.loads(out)["changes"][0]["new"] == ["\udcff"]

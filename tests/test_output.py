@@ -26,7 +26,7 @@ from fetcher.targets import parse_target
 FIELDS = [
     "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
     "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts", "tls",
+    "redirects", "final_url", "attempts", "tls", "audit",
 ]  # fmt: skip
 
 
@@ -429,6 +429,12 @@ def test_line_format_shows_the_certificates_expiry() -> None:
     assert line == f"https://www.example.com/ [200 OK] [cert expires {expires} (89 days)]\n"
     assert line_formatter(["tls_expiry"])(ok_result()) == "http://www.sohu.com/ [200 OK]\n"
     assert _expiry("2026-01-01T00:00:00Z", -3) == "cert expired 2026-01-01"
+    from fetcher.audit import Audit
+
+    result.audit = Audit(score=80, grade="B", tests={})
+    assert line_formatter(["audit_grade", "tls_expiry"])(result) == (
+        f"https://www.example.com/ [200 OK] [grade B] [cert expires {expires} (89 days)]\n"
+    )
 
 
 def test_console_colour_needs_a_terminal_and_no_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -492,12 +498,12 @@ def test_text_output_has_one_tls_line() -> None:
     assert " tls > " not in format_text(ok_result())
 
 
-def test_csv_has_the_tls_columns_last() -> None:
+def test_csv_appends_the_tls_columns_then_the_audit_ones() -> None:
     from fetcher.models import CSV_COLUMNS
 
-    assert CSV_COLUMNS[-6:] == (
+    assert CSV_COLUMNS[-8:] == (
         "tls_version", "cert_subject_cn", "cert_issuer_cn", "cert_not_after", "cert_days_left",
-        "tls_verified",
+        "tls_verified", "audit_grade", "audit_score",
     )  # fmt: skip
     row = _tls_result(verified=True).to_row()
     assert (row["tls_version"], row["cert_subject_cn"], row["tls_verified"]) == (
@@ -507,3 +513,24 @@ def test_csv_has_the_tls_columns_last() -> None:
     assert row["cert_issuer_cn"] is None  # trustme's CA has no CN, only O and OU
     plain = ok_result().to_row()
     assert all(plain[name] is None for name in CSV_COLUMNS[-6:])
+
+
+def test_text_ends_with_the_audit_line_of_what_cost_points() -> None:
+    from fetcher.audit import audit
+
+    result = ok_result([("X-Content-Type-Options", "nosniff")])
+    result.audit = audit(result.headers, url="https://www.sohu.com/")
+    *_, line = format_text(result).splitlines()
+    assert line == (
+        "www.sohu.com audit > D 35: csp-not-implemented -25, hsts-not-implemented -20,"
+        " x-frame-options-not-implemented -20"
+    )
+    hardened = [
+        ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+        ("Strict-Transport-Security", "max-age=31536000"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    result.audit = audit(hardened, url="https://www.sohu.com/")
+    assert format_text(result).splitlines()[-1] == "www.sohu.com audit > A+ 115"
+    row = result.to_row()
+    assert (row["audit_grade"], row["audit_score"]) == ("A+", 115)
