@@ -25,6 +25,7 @@ from .status import ExitCode
 
 if TYPE_CHECKING:
     from .progress import ProgressLine
+    from .scale import Pool
 
 Counter = Callable[[], int | None]
 
@@ -124,6 +125,7 @@ def run(
     console: Console | None = None,
     count: Counter | None = None,
     recorded: Recorded | None = None,
+    pool: Pool | None = None,
 ) -> Outcome:
     """Run the engine over `lines` to completion or interruption; the writer is always flushed
     and closed. Ctrl-C and SIGTERM stop the run gracefully; a second one exits at once (see
@@ -132,7 +134,9 @@ def run(
     With a terminal on stderr (and not --quiet) a progress line shows how far the run is;
     `count()`, if given, says how many targets there are, for its ETA; `recorded` (--resume)
     holds the targets an earlier run recorded, which are skipped. --stats prints the summary
-    on stderr at the end, however the run ended.
+    on stderr at the end, however the run ended. With a `pool` (--workers, --cluster) the
+    lines are fetched there in chunks (scale.py), and this process reads and writes; the pool
+    is closed at the end.
     """
     outcome = Outcome()
     console = console or Console(stdin_tty=False, stdout_tty=False, stderr_tty=False)
@@ -142,8 +146,10 @@ def run(
             # SIGINT is ours, not Python's default: the Runner leaves it alone, so no
             # KeyboardInterrupt is ever raised, in the loop or anywhere else.
             with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(_main(config, lines, writer, outcome, console, count, recorded))
+                runner.run(_main(config, lines, writer, outcome, console, count, recorded, pool))
         finally:
+            if pool is not None:
+                pool.close()
             try:
                 writer.close()
             except OutputClosed:
@@ -227,6 +233,7 @@ async def _main(
     console: Console,
     count: Counter | None,
     recorded: Recorded | None,
+    pool: Pool | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -250,8 +257,14 @@ async def _main(
     try:
         if SIGNALS.received is not None:  # it came while the loop was starting
             stop(SIGNALS.received)
-        async with Engine(config, recorded=recorded) as engine:
-            await engine.run(lines, sink)
+        if pool is not None:
+            from .scale import fan_out
+
+            update = progress.update if progress is not None else None
+            await fan_out(config, lines, pool, writer, tally, recorded=recorded, on_chunk=update)
+        else:
+            async with Engine(config, recorded=recorded) as engine:
+                await engine.run(lines, sink)
     except OutputClosed:
         outcome.output_closed = True
     except OutputError as exc:
