@@ -27,6 +27,7 @@ from .config import (
     Config,
     ConfigError,
     ConfigKey,
+    Fanout,
     Limits,
     Output,
     Request,
@@ -35,6 +36,8 @@ from .config import (
     TomlType,
     load_toml_defaults,
     parse_ports,
+    parse_shard,
+    parse_workers,
 )
 from .status import ExitCode
 from .version import __version__
@@ -45,13 +48,13 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 _NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "append", "resume"}
 # --help shows the options in these groups, in this order; anything else goes last.
 HELP_GROUPS = {
-    "Input": ("lists", "scheme", "ports"),
+    "Input": ("lists", "scheme", "ports", "shard"),
     "Request": (
         "method", "headers", "user_agent", "http10", "insecure", "cacert", "timeout",
         "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend", "http2",
         "resolvers",
     ),
-    "Concurrency": ("concurrency", "per_host", "rate", "order", "loop"),
+    "Concurrency": ("concurrency", "per_host", "rate", "order", "loop", "workers", "cluster"),
     "Output": (
         "output_format", "json_output", "fields", "output", "append", "resume", "match_status",
         "filter_status",
@@ -442,6 +445,28 @@ option = functools.partial(click.option, show_default=True)
     metavar="CODES",
     help="Hide responses with these statuses, e.g. 404,5xx.",
 )
+@option(
+    "--workers",
+    default="",
+    show_default="none: this process",
+    callback=_parsed(lambda text: parse_workers(text) if text else 0),
+    metavar="N|auto",
+    help="Fetch in N processes (auto: one per CPU).",
+)
+@option(
+    "--cluster",
+    show_default="none",
+    metavar="ADDRESS",
+    help="Fetch on a Dask cluster: tcp://HOST:8786, local:N.",
+)
+@option(
+    "--shard",
+    default="",
+    show_default="all",
+    callback=_parsed(parse_shard),
+    metavar="K/N",
+    help="Fetch share K of N of the hosts only.",
+)
 @option("-q", "--quiet", is_flag=True, help="No progress line on the terminal.")
 @option("--stats", is_flag=True, help="Print a summary on stderr at the end.")
 @click.option(
@@ -487,6 +512,9 @@ def afetch(
     resume: bool,
     match_status: StatusSet,
     filter_status: StatusSet,
+    workers: int,
+    cluster: str | None,
+    shard: tuple[int, int] | None,
     quiet: bool,
     stats: bool,
 ) -> None:
@@ -538,6 +566,8 @@ def afetch(
             ports=ports,
             resolvers=resolvers,
         )
+        fanout = Fanout(workers=workers, cluster=cluster, shard=shard)
+        fanout.check(config)
         require_async_dns(config.resolvers)
         factory = runner.loop_factory(loop)
     except ConfigError as exc:
@@ -561,7 +591,17 @@ def afetch(
             if path != STDIN and os.path.samefile(path, output):
                 raise click.UsageError(f"-o {output} is also read with -l: use another file")
     chosen = make_format(config.output)
-    lines = read_lines(targets, lists)
+    lines: Any = read_lines(targets, lists)
+    expand = Jobs(config).count
+    if shard is not None:
+        from .scale import in_shard, shard_lines
+
+        lines = shard_lines(lines, shard, config.scheme)
+        counted = expand
+
+        def expand(line: str) -> int:
+            return counted(line) if in_shard(line, shard, config.scheme) else 0
+
     recorded = None
     try:
         if output and (append or resume):
@@ -579,9 +619,18 @@ def afetch(
         )
     except OSError as exc:
         raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
-    count = functools.partial(count_targets, targets, lists, Jobs(config).count)
+    count = functools.partial(count_targets, targets, lists, expand)
+    pool = None
+    if fanout.parallel:  # last: a cluster started here is closed by the run, however it ends
+        from .scale import open_pool
+
+        try:
+            pool = open_pool(fanout, loop)
+        except ConfigError as exc:
+            writer.close()
+            raise click.UsageError(str(exc)) from None
     outcome = runner.run(
-        config, lines, writer, factory, console=console, count=count, recorded=recorded
+        config, lines, writer, factory, console=console, count=count, recorded=recorded, pool=pool
     )
     sys.exit(runner.exit_code(outcome))
 

@@ -262,6 +262,9 @@ class ExecutorPool:
             self._on_close()
 
 
+# How long --cluster ADDRESS tries to reach the scheduler (Dask retries a refused connection
+# until then): a remote scheduler just started, or across a slow link, gets there in time.
+DASK_CONNECT_TIMEOUT = "10s"
 # distributed's own log lines (INFO on every worker start) would mix into afetch's stderr.
 DASK_LOG_LEVEL = "error"
 
@@ -286,19 +289,28 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
                 )
             client = distributed.Client(cluster)
         else:
-            client = distributed.Client(address, timeout="10s")
+            client = distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
         raise ConfigError(f"--cluster {address}: cannot reach the scheduler: {exc}") from None
-    slots = sum(client.nthreads().values())
 
     def close() -> None:
         client.close()
         if cluster is not None:
             cluster.close()
 
-    return ExecutorPool(client.get_executor(pure=False), slots, loop, close)
+    return dask_pool(client, loop, close)
+
+
+def dask_pool(
+    client: Any, loop: str = "auto", on_close: Callable[[], None] | None = None
+) -> ExecutorPool:
+    """A pool of a connected distributed.Client: a slot per worker thread. Each chunk's
+    future is the executor's; Dask's own is released once the result reached this process,
+    so a worker dying later never makes Dask compute a written chunk again."""
+    slots = sum(client.nthreads().values())
+    return ExecutorPool(client.get_executor(pure=False), slots, loop, on_close)
 
 
 def open_pool(fanout: Fanout, loop: str = "auto") -> Pool | None:
