@@ -22,8 +22,15 @@ from typing import Any
 import pytest
 
 from fetcher import runner, scale
-from fetcher.config import Config, ConfigError, Fanout, Output, StatusSet, parse_shard
-from fetcher.config import parse_workers
+from fetcher.config import (
+    Config,
+    ConfigError,
+    Fanout,
+    Output,
+    StatusSet,
+    parse_shard,
+    parse_workers,
+)
 from fetcher.loopback import LoopbackHosts, delayed, read_request, replies, response
 from fetcher.output import RecordWriter, format_jsonl, make_format
 from fetcher.resume import Recorded
@@ -48,7 +55,7 @@ def lines_for(hosts: LoopbackHosts, count: int = 120) -> list[str]:
     missing = hosts.serve(replies(response("404 Not Found")))
     lines = [f"127.0.0.1:{ok}/{i}" for i in range(count)]
     lines += [f"127.0.0.1:{missing}/gone{i}" for i in range(10)]
-    lines += ["127.0.0.1:{}/".format(hosts.refused()), "not a target at all", lines[0]]
+    lines += [f"127.0.0.1:{hosts.refused()}/", "not a target at all", lines[0]]
     return lines
 
 
@@ -304,7 +311,9 @@ def test_run_chunk_with_any_executor(hosts: LoopbackHosts) -> None:
     config = Config(limits=make_config(concurrency=4).limits, output=JSONL)
     with ThreadPoolExecutor(2) as executor:
         futures = [
-            executor.submit(scale.run_chunk, config, [f"127.0.0.1:{port}/{n}/{i}" for i in range(5)])
+            executor.submit(
+                scale.run_chunk, config, [f"127.0.0.1:{port}/{n}/{i}" for i in range(5)]
+            )
             for n in range(4)
         ]
         assert sum(f.result().tally.ok for f in futures) == 20
