@@ -45,7 +45,10 @@ from .version import __version__
 ENV_PREFIX = "AFETCH"
 POSITIVE = click.FloatRange(min=0, min_open=True)
 # Options that make no sense as configured defaults (and so have no AFETCH_* variable).
-_NOT_CONFIG = {"config", "version", "help", "lists", "json_output", "output", "append", "resume"}
+_NOT_CONFIG = {
+    "config", "version", "help", "lists", "json_output", "output", "append", "resume",
+    "cluster", "shard",  # where and which part of this one run: named on its command line
+}  # fmt: skip
 # --help shows the options in these groups, in this order; anything else goes last.
 HELP_GROUPS = {
     "Input": ("lists", "scheme", "ports", "shard"),
@@ -448,16 +451,16 @@ option = functools.partial(click.option, show_default=True)
 @option(
     "--workers",
     default="",
-    show_default="none: this process",
+    show_default="none",
     callback=_parsed(lambda text: parse_workers(text) if text else 0),
     metavar="N|auto",
-    help="Fetch in N processes (auto: one per CPU).",
+    help="Fetch in N processes (auto: per CPU).",
 )
 @option(
     "--cluster",
     show_default="none",
     metavar="ADDRESS",
-    help="Fetch on a Dask cluster: tcp://HOST:8786, local:N.",
+    help="Fetch on Dask: tcp://HOST:8786, local:N.",
 )
 @option(
     "--shard",

@@ -5,6 +5,7 @@ gives, exactly once, whatever happens to a worker; --shard splits an input exact
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -12,6 +13,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -20,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from fetcher import runner, scale
+from fetcher.cli import afetch
 from fetcher.config import (
     Config,
     ConfigError,
@@ -36,6 +40,7 @@ from fetcher.output import RecordWriter, format_jsonl, make_format
 from fetcher.resume import Recorded
 from fetcher.stats import Reservoir, Tally
 from tests.conftest import make_config
+from tests.test_interrupts import finish, records, wait_for_records
 
 # Volatile parts of a record: when it was made and how long it took.
 VOLATILE = {"timestamp", "timings_ms"}
@@ -413,3 +418,96 @@ def test_cluster_without_a_scheduler_is_a_usage_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(scale, "DASK_CONNECT_TIMEOUT", "0.5s")
     with pytest.raises(ConfigError, match="cannot reach the scheduler"):
         scale.open_dask("tcp://127.0.0.1:1")
+
+
+def gone(pgid: int, within: float) -> bool:
+    """Whether every process of the group has exited within `within` seconds."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+@pytest.mark.parametrize(
+    ("signum", "group", "code"),
+    [
+        pytest.param(signal.SIGINT, True, 130, id="ctrl-c-to-the-terminal-group"),
+        pytest.param(signal.SIGTERM, False, 143, id="sigterm-to-afetch"),
+    ],
+)
+def test_a_signal_stops_every_worker_and_leaves_no_process(
+    hosts: LoopbackHosts, tmp_path: Path, signum: int, group: bool, code: int
+) -> None:
+    port = hosts.serve(delayed(response(), 0.02))
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(6000)]
+    list_file, out = tmp_path / "hosts.txt", tmp_path / "out.jsonl"
+    list_file.write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, "-m", "fetcher", "--workers", "2", "-c", "20", "-q"]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # see test_interrupts
+    try:
+        process = subprocess.Popen(
+            [*argv, "-l", str(list_file), "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own group, as a shell's foreground job
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        wait_for_records(out, 1)
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        err = finish(process, 30)
+        assert process.returncode == code, err
+        assert b"Traceback" not in err and b"interrupted" in err
+        assert gone(process.pid, 10), "a worker outlived the run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    written = Counter(str(r["input"]) for r in records(out))
+    assert 1 <= len(written) < len(lines) and max(written.values()) == 1
+
+
+def test_shard_runs_cover_the_input_exactly_once(hosts: LoopbackHosts, tmp_path: Path) -> None:
+    port = hosts.serve(replies(response()))
+    names = [f"127.0.0.{i}" for i in range(1, 13)]
+    lines = [f"http://{name}:{port}/{i}" for name in names for i in range(3)] + ["not a target"]
+    list_file = tmp_path / "hosts.txt"
+    list_file.write_text("\n".join(lines) + "\n")
+    shares = []
+    for k in (1, 2, 3):
+        result = CliRunner().invoke(afetch, ["--shard", f"{k}/3", "--json", "-l", str(list_file)])
+        assert result.exit_code in (0, 1), result.stderr
+        shares.append([json.loads(line) for line in result.stdout.splitlines()])
+    assert Counter(str(r["input"]) for share in shares for r in share) == Counter(lines)
+    for share in shares:  # a host's targets stay together
+        assert (
+            len(
+                {r["host"] for r in share}
+                & {r["host"] for s in shares if s is not share for r in s}
+            )
+            == 0
+        )
+
+
+def test_cluster_local_from_the_command_line(hosts: LoopbackHosts) -> None:
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    port = hosts.serve(replies(response()))
+    lines = "".join(f"127.0.0.1:{port}/{i}\n" for i in range(50))
+    done = subprocess.run(
+        [sys.executable, "-m", "fetcher", "--cluster", "local:2", "--json", "--stats"],
+        input=lines.encode(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 50
+    # Only afetch's own summary on stderr: none of distributed's log lines.
+    assert done.stderr.decode().startswith("afetch: 50 targets"), done.stderr
