@@ -210,3 +210,36 @@ def uvloop_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def afetch_with(command: str, name: str, work: Workload, *extra: str) -> Client:
+    """afetch raw with extra options (--workers N, --cluster local:N), targets on stdin."""
+    argv = (*afetch(command, "raw", work).argv, *extra)
+    return Client(name, argv, _afetch_tally, work.stdin_chunks)
+
+
+def _httprobe_tally(stdout: Path) -> Tally:
+    # httprobe prints the URL of each probe that answered, and nothing for the others.
+    lines = stdout.read_text(errors="replace").splitlines()
+    answered = sum(1 for line in lines if line.startswith("http://"))
+    return Tally(len(lines), answered)
+
+
+def httprobe(binary: Path, work: Workload) -> Client:
+    """tomnomnom's httprobe (Go): hosts on stdin, one plain-HTTP probe each on the workload's
+    port (-s drops its default :80 and :443 probes). Its -c is split between an HTTPS and an
+    HTTP pool, and only the HTTP one works here: twice the concurrency gives it as many."""
+    hosts = [url.split("//", 1)[1].split(":", 1)[0] for url in work.urls]
+    port = work.urls[0].rsplit(":", 1)[1].rstrip("/")
+    timeout_ms = str(int(work.timeout_s * 1000))
+    argv = (
+        str(binary),
+        "-s",
+        "-p",
+        f"http:{port}",
+        "-c",
+        str(2 * work.concurrency),
+        "-t",
+        timeout_ms,
+    )
+    return Client("httprobe (Go)", argv, _httprobe_tally, lambda: chunked_lines(hosts))

@@ -265,6 +265,9 @@ class ExecutorPool:
 # How long --cluster ADDRESS tries to reach the scheduler (Dask retries a refused connection
 # until then): a remote scheduler just started, or across a slow link, gets there in time.
 DASK_CONNECT_TIMEOUT = "10s"
+# local:N's dashboard: a free loopback port. (None turns it off since distributed 2024.9 only;
+# before, None is the default :8787, taken by any other cluster of the machine.)
+DASHBOARD = "127.0.0.1:0"
 # distributed's own log lines (INFO on every worker start) would mix into afetch's stderr.
 DASK_LOG_LEVEL = "error"
 
@@ -285,7 +288,7 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
             workers = int(address[len(LOCAL_CLUSTER) :])
             with _signals_blocked():  # its worker processes leave Ctrl-C to us, as ours do
                 cluster = distributed.LocalCluster(
-                    n_workers=workers, threads_per_worker=1, dashboard_address=None
+                    n_workers=workers, threads_per_worker=1, dashboard_address=DASHBOARD
                 )
             client = distributed.Client(cluster)
         else:

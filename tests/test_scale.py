@@ -106,7 +106,7 @@ def dask_client() -> Iterator[Any]:
     """One LocalCluster of 2 single-threaded worker processes for the module's Dask tests."""
     distributed = pytest.importorskip("distributed", reason="afetch[dask] is not installed")
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=scale.DASHBOARD
     ) as cluster:
         with distributed.Client(cluster) as client:
             yield client
