@@ -140,7 +140,7 @@ def run(
     """
     outcome = Outcome()
     console = console or Console(stdin_tty=False, stdout_tty=False, stderr_tty=False)
-    _tune_gc()
+    tune_gc()
     with _signals_for_the_run():
         try:
             # SIGINT is ours, not Python's default: the Runner leaves it alone, so no
@@ -308,7 +308,7 @@ def _start_progress(
     return progress
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """A run allocates a few dozen short-lived objects per target, nearly all freed by reference
     counting. Moving the objects of start-up out of the collector's sight and collecting the
     young generation less often saved about 8% of a loopback run's time (see bench/)."""

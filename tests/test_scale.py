@@ -341,6 +341,13 @@ def test_shards_cover_every_line_exactly_once(count: int) -> None:
         )
 
 
+def test_a_shard_still_spreads_over_every_lane() -> None:
+    lines = [f"h{i}.example" for i in range(400)]
+    for shard in ((1, 2), (2, 2), (3, 4)):
+        mine = [line for line in lines if scale.in_shard(line, shard)]
+        assert {scale.lane_of(line, 2) for line in mine} == {0, 1}
+
+
 def test_shard_lines_filters_lazily() -> None:
     async def go(shard: tuple[int, int]) -> list[str]:
         return [line async for line in scale.shard_lines(lines, shard, "http")]
