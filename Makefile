@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINTED := fetcher tests $(wildcard bench) $(wildcard tools)
 
-.PHONY: demo test lint typecheck unit bench clean test-min
+.PHONY: demo test lint typecheck unit bench clean test-min test-latest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,21 @@ test-min:
 	$(VENV_MIN)/bin/python -m pip freeze --exclude-editable
 	$(VENV_MIN)/bin/pytest -p no:cacheprovider --cov --cov-report=term
 
+# The suite on the newest httpx, httpcore, h11 and h2 from PyPI, past pyproject's upper bounds
+# (pip warns that afetch asks for older ones): run it before raising a bound. A fresh venv each
+# time, so "newest" means newest today; not part of `make test`.
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet -e '.[dev,http2]'
+	$(LATEST)/bin/python -m pip install --quiet --upgrade httpx httpcore h11 h2
+	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE '^(httpx|httpcore|h11|h2) '
+	$(LATEST)/bin/pytest -q -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) .venv-latest .coverage .pytest_cache .mypy_cache .ruff_cache

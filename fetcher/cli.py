@@ -1,8 +1,11 @@
-"""The afetch command: options -> Config -> runner.run -> exit code. No I/O logic lives here."""
+"""The afetch command: the options declared on the Config fields -> Config -> runner -> exit code.
+
+Parsing the command line, config file and AFETCH_* variables is all it does; what a run opens,
+reads and writes is the runner's.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -13,68 +16,38 @@ import click
 from click.core import ParameterSource
 
 from .config import (
-    BACKENDS,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_REDIRECTS,
-    DEFAULT_TIMEOUT,
-    DEFAULT_USER_AGENT,
-    FORMATS,
-    LOOPS,
-    METHODS,
-    ORDERS,
-    SCHEMES,
     Config,
     ConfigError,
     ConfigKey,
     Fanout,
-    Limits,
-    Output,
-    Request,
-    StatusSet,
-    Timeouts,
+    Run,
     TomlType,
+    declared,
+    default_of,
     load_toml_defaults,
-    parse_ports,
-    parse_shard,
-    parse_workers,
 )
+from .options import GROUPS, Spec
 from .status import ExitCode
 from .version import __version__
 
 ENV_PREFIX = "AFETCH"
-POSITIVE = click.FloatRange(min=0, min_open=True)
-# Options that make no sense as configured defaults (and so have no AFETCH_* variable).
-_NOT_CONFIG = {
-    "config", "version", "help", "lists", "json_output", "output", "append", "resume",
-    "cluster", "shard",  # where and which part of this one run: named on its command line
-}  # fmt: skip
+# Every option: the dataclass it builds, its field path there, its declaration; --help order.
+DECLARED: list[tuple[type[Any], str, Spec]] = [
+    *((Config, path, spec) for path, spec in declared(Config)),
+    *((Run, path, spec) for path, spec in declared(Run)),
+    *((Fanout, path, spec) for path, spec in declared(Fanout)),
+]
+# Parameter names a config file or AFETCH_* variable may set.
+CONFIGURABLE = frozenset(spec.name for _, _, spec in DECLARED if spec.configurable)
 # --help shows the options in these groups, in this order; anything else goes last.
 HELP_GROUPS = {
-    "Input": ("lists", "scheme", "ports", "shard"),
-    "Request": (
-        "method", "headers", "user_agent", "http10", "insecure", "cacert", "timeout",
-        "connect_timeout", "follow_redirects", "max_redirects", "retries", "backend", "http2",
-        "resolvers",
-    ),
-    "Concurrency": ("concurrency", "per_host", "rate", "order", "loop", "workers", "cluster"),
-    "Output": (
-        "output_format", "json_output", "fields", "output", "append", "resume", "match_status",
-        "filter_status",
-        "quiet", "stats",
-    ),
-}  # fmt: skip
+    group: tuple(spec.name for _, _, spec in DECLARED if spec.group == group) for group in GROUPS
+}
 
 
 class Command(click.Command):
-    """A click command whose expected errors end in one line on stderr and exit 2, whose
-    options are grouped in --help, and whose every configurable option reads AFETCH_<NAME>
-    (the long option name in capitals, '-' and '.' as '_')."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for key, param in config_options(self).items():
-            param.envvar = env_name(key)
+    """A click command whose expected errors end in one line on stderr and exit 2, and whose
+    options are grouped in --help."""
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
@@ -169,7 +142,7 @@ def config_options(command: click.Command) -> dict[str, click.Option]:
     """Long option name -> option, for every option a config file or variable may set."""
     options = {}
     for param in command.params:
-        if isinstance(param, click.Option) and param.name and param.name not in _NOT_CONFIG:
+        if isinstance(param, click.Option) and param.name in CONFIGURABLE:
             for opt in param.opts:
                 if opt.startswith("--"):
                     options[opt[2:]] = param
@@ -202,276 +175,111 @@ def _toml_type(option: click.Option) -> TomlType:
     return "string"
 
 
-class HeaderType(click.ParamType):  # type: ignore[type-arg]
-    """'Name: value' -> (name, value). In AFETCH_HEADER, one header per line."""
+class Parsed(click.ParamType):  # type: ignore[type-arg]
+    """Text through an option's parser (config.py's); its ConfigError names the option."""
 
-    name = "'NAME: VALUE'"
-    envvar_list_splitter = "\n"
+    def __init__(self, spec: Spec) -> None:
+        assert spec.parse is not None
+        self.parse = spec.parse
+        self.name = spec.metavar or "TEXT"
+        self.splitter = spec.env_splitter
+
+    def split_envvar_value(self, rv: str) -> Sequence[str]:
+        """One AFETCH_* value as items: split at the declared separator, else at white space."""
+        return (rv or "").split(self.splitter)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
+        if not isinstance(value, str):  # already converted (a default, a second pass)
             return value
-        text = str(value)
-        name, colon, content = text.partition(":")
-        if not colon or not name.strip() or name != name.strip():
-            self.fail(f"expected 'Name: value', got {text!r}", param, ctx)
-        return (name, content.strip())
-
-
-def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """A click callback running one of config.py's parsers; its ConfigError names the option."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         try:
-            return parse(str(value))
+            return self.parse(value)
         except ConfigError as exc:
-            raise click.BadParameter(str(exc), ctx, param) from None
-
-    return callback
+            self.fail(str(exc), param, ctx)
 
 
-def _ports(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[int, ...]:
-    """--ports: a list that names no port (`-p ''`, often an unset shell variable) is refused
-    where it was typed; in a config file `ports = ""` is the built-in default, written out."""
-    ports: tuple[int, ...] = _parsed(parse_ports)(ctx, param, value)
-    source = ctx.get_parameter_source("ports")
-    if not ports and source is ParameterSource.COMMANDLINE:
-        raise click.UsageError("--ports: empty port list", ctx)
-    if not ports and source is ParameterSource.ENVIRONMENT:
-        raise click.UsageError(f"{env_name('ports')}: empty port list", ctx)
-    return ports
+_PATHS = {
+    "list": click.Path(exists=True, dir_okay=False, allow_dash=True),
+    "file": click.Path(exists=True, dir_okay=False),
+    "output": click.Path(dir_okay=False, writable=True),
+}
+
+
+def _click_type(spec: Spec, default: Any) -> click.ParamType | None:  # type: ignore[type-arg]
+    """The click type that parses an option's text and checks its declared bounds, so an error
+    names the flag and where the value came from (the dataclass checks them again)."""
+    if spec.parse is not None:
+        return Parsed(spec)
+    if spec.path is not None:
+        return _PATHS[spec.path]
+    if spec.choices:
+        return click.Choice(spec.choices, case_sensitive=spec.case_sensitive)
+    if spec.minimum is not None and isinstance(default, int):
+        return click.IntRange(min=int(spec.minimum))
+    if spec.minimum is not None:
+        return click.FloatRange(min=spec.minimum, min_open=spec.above)
+    return None
+
+
+def _click_option(cls: type[Any], path: str, spec: Spec) -> Callable[[Any], Any]:
+    """The click option for one declaration: its default is the field's, and a configurable
+    one reads AFETCH_<NAME> (the long option name in capitals, '-' and '.' as '_')."""
+    default = default_of(cls, path)
+    if spec.flag:
+        default = False
+    elif spec.parse is not None and not spec.multiple:
+        default = ""  # the text that parses to the field's default (a test checks it)
+    callback = _refuse_empty if spec.empty else None
+    return click.option(
+        *spec.flags,
+        spec.name,
+        is_flag=spec.flag,
+        multiple=spec.multiple,
+        default=default,
+        type=_click_type(spec, default),
+        metavar=spec.metavar,
+        callback=callback,
+        envvar=env_name(spec.key) if spec.configurable else None,
+        show_default=spec.shown_default or True,
+        help=spec.help,
+    )
+
+
+def _refuse_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A list that names nothing (`-p ''`, often an unset shell variable) is refused where it
+    was typed; in a config file (`ports = ""`) it is the built-in default, written out."""
+    spec = next(spec for _, _, spec in DECLARED if spec.name == param.name)
+    source = ctx.get_parameter_source(spec.name)
+    if not value and source is ParameterSource.COMMANDLINE:
+        raise click.UsageError(f"--{spec.key}: {spec.empty}", ctx)
+    if not value and source is ParameterSource.ENVIRONMENT:
+        raise click.UsageError(f"{env_name(spec.key)}: {spec.empty}", ctx)
+    return value
 
 
 def _refuse_conflicts(ctx: click.Context) -> None:
     """Options given together on the command line that cannot both be obeyed."""
-    output_format = ctx.params["output_format"]
-    format_given = ctx.get_parameter_source("output_format") is ParameterSource.COMMANDLINE
-    if ctx.params["json_output"] and format_given and output_format != "jsonl":
+    output_format = ctx.params["format"]
+    format_given = ctx.get_parameter_source("format") is ParameterSource.COMMANDLINE
+    if ctx.params["json"] and format_given and output_format != "jsonl":
         raise click.UsageError(f"--json conflicts with --format {output_format}", ctx)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    names = (name.strip() for name in text.split(","))
-    return tuple(dict.fromkeys(name for name in names if name))
-
-
-option = functools.partial(click.option, show_default=True)
+def _with_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for cls, path, spec in reversed(DECLARED):  # click lists the last decorator applied first
+        command = _click_option(cls, path, spec)(command)
+    return command
 
 
 @click.command(
     cls=Command,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 70 internal error,"
-    " 74 cannot write output, 130 Ctrl-C, 143 SIGTERM."
+    " 74 cannot write output or read input, 130 Ctrl-C, 143 SIGTERM."
     ' Shell completion: eval "$(_AFETCH_COMPLETE=bash_source afetch)" (or zsh_source,'
     " fish_source).",
 )
 @click.argument("targets", nargs=-1, metavar="[TARGET]...")
-@click.option(
-    "-l",
-    "--list",
-    "lists",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
-    help="Read targets from FILE (repeatable; - is stdin).",
-)
-@option(
-    "--scheme",
-    type=click.Choice(SCHEMES),
-    default="http",
-    help="Scheme for bare targets (auto: https, then http).",
-)
-@option(
-    "-p",
-    "--ports",
-    default="",
-    show_default="none",
-    callback=_ports,
-    metavar="PORTS",
-    help="Ports for bare hosts, e.g. 80,443,8080-8090.",
-)
-@option(
-    "-X",
-    "--method",
-    type=click.Choice(METHODS, case_sensitive=False),
-    default="GET",
-    metavar="GET|HEAD",
-    help="Request method.",
-)
-@option(
-    "-H",
-    "--header",
-    "headers",
-    multiple=True,
-    type=HeaderType(),
-    show_default="none",
-    help="Extra request header (repeatable).",
-)
-@option("-A", "--user-agent", default=DEFAULT_USER_AGENT, help="User-Agent header.")
-@option("--http1.0", "http10", is_flag=True, help="Send HTTP/1.0 requests instead of HTTP/1.1.")
-@option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
-@option(
-    "--cacert",
-    type=click.Path(exists=True, dir_okay=False),
-    show_default="none",
-    help="Also trust the CA certificates in this PEM FILE.",
-)
-@option(
-    "-t",
-    "--timeout",
-    type=POSITIVE,
-    default=DEFAULT_TIMEOUT,
-    metavar="SECONDS",
-    help="Seconds per request, whatever the server does.",
-)
-@option(
-    "--connect-timeout",
-    type=POSITIVE,
-    default=DEFAULT_CONNECT_TIMEOUT,
-    metavar="SECONDS",
-    help="Seconds for the TCP connect plus TLS handshake.",
-)
-@option("-L", "--follow-redirects", is_flag=True, help="Follow redirects (http and https only).")
-@option(
-    "--max-redirects",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_REDIRECTS,
-    metavar="N",
-    help="With -L: more redirects than this is an error.",
-)
-@option(
-    "--retries",
-    type=click.IntRange(min=0),
-    default=0,
-    metavar="N",
-    help="Retries after a connection error or timeout.",
-)
-@option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="raw",
-    help="raw: asyncio transports; httpx: httpx.AsyncClient.",
-)
-@option(
-    "--http2",
-    is_flag=True,
-    help="Offer HTTP/2 over TLS (needs --backend httpx).",
-)
-@option(
-    "--resolver",
-    "resolvers",
-    multiple=True,
-    metavar="IP[:PORT]",
-    help="DNS server to ask instead of the system's (repeatable).",
-)
-@option(
-    "--loop",
-    type=click.Choice(LOOPS),
-    default="auto",
-    help="Event loop (auto: uvloop if installed).",
-)
-@option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=DEFAULT_CONCURRENCY,
-    metavar="N",
-    help="Targets in flight at once.",
-)
-@option(
-    "--per-host",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default="0: no cap",
-    metavar="N",
-    help="Requests in flight at once to one host:port.",
-)
-@option(
-    "--rate",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default="0: no cap",
-    metavar="R",
-    help="New requests per second, over the whole run.",
-)
-@option(
-    "--order",
-    type=click.Choice(ORDERS),
-    default="completion",
-    help="Order results by completion or by input.",
-)
-@option(
-    "--format",
-    "output_format",
-    type=click.Choice(FORMATS),
-    default="text",
-    help="Output format.",
-)
-@click.option("--json", "json_output", is_flag=True, help="Same as --format jsonl.")
-@option(
-    "--fields",
-    default="",
-    show_default="all",
-    callback=_parsed(_names),
-    metavar="NAMES",
-    help="Comma-separated fields to write (jsonl, csv).",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Also write every record to FILE, as JSON Lines.",
-)
-@click.option(
-    "--append",
-    is_flag=True,
-    help="With -o FILE: append to it instead of starting afresh.",
-)
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="With -o FILE: skip the targets it has records for, append.",
-)
-@option(
-    "--match-status",
-    default="",
-    show_default="any",
-    callback=_parsed(StatusSet.parse),
-    metavar="CODES",
-    help="Write only responses with these statuses (200,3xx).",
-)
-@option(
-    "--filter-status",
-    default="",
-    show_default="none",
-    callback=_parsed(StatusSet.parse),
-    metavar="CODES",
-    help="Hide responses with these statuses, e.g. 404,5xx.",
-)
-@option(
-    "--workers",
-    default="",
-    show_default="none",
-    callback=_parsed(lambda text: parse_workers(text) if text else 0),
-    metavar="N|auto",
-    help="Fetch in N processes (auto: per CPU).",
-)
-@option(
-    "--cluster",
-    show_default="none",
-    metavar="ADDRESS",
-    help="Fetch on Dask: tcp://HOST:8786, local:N.",
-)
-@option(
-    "--shard",
-    default="",
-    show_default="all",
-    callback=_parsed(parse_shard),
-    metavar="K/N",
-    help="Fetch share K of N of the hosts only.",
-)
-@option("-q", "--quiet", is_flag=True, help="No progress line on the terminal.")
-@option("--stats", is_flag=True, help="Print a summary on stderr at the end.")
+@_with_options
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False),
@@ -483,162 +291,28 @@ option = functools.partial(click.option, show_default=True)
     help="Option defaults from this TOML file.",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="afetch")
-def afetch(
-    targets: tuple[str, ...],
-    lists: tuple[str, ...],
-    scheme: str,
-    ports: tuple[int, ...],
-    method: str,
-    headers: tuple[tuple[str, str], ...],
-    user_agent: str,
-    http10: bool,
-    insecure: bool,
-    cacert: str | None,
-    timeout: float,
-    connect_timeout: float,
-    follow_redirects: bool,
-    max_redirects: int,
-    retries: int,
-    backend: str,
-    http2: bool,
-    resolvers: tuple[str, ...],
-    concurrency: int,
-    per_host: int,
-    rate: float,
-    order: str,
-    loop: str,
-    output_format: str,
-    json_output: bool,
-    fields: tuple[str, ...],
-    output: str | None,
-    append: bool,
-    resume: bool,
-    match_status: StatusSet,
-    filter_status: StatusSet,
-    workers: int,
-    cluster: str | None,
-    shard: tuple[int, int] | None,
-    quiet: bool,
-    stats: bool,
-) -> None:
+def afetch(targets: tuple[str, ...], **values: Any) -> None:
     """Fetch the HTTP response headers of every TARGET.
 
     A target is host, host:port, [IPv6]:port or an http(s) URL. Targets come from the
     arguments, from -l FILE, and from stdin when no target is given and stdin is not a terminal.
     """
-    # Heavy imports wait until a run really starts: --help and --version stay fast.
-    from . import resume as resuming
-    from . import runner
-    from .inputs import STDIN, count_targets, read_lines
-    from .jobs import Jobs
-    from .output import STDOUT, Console, RecordWriter, format_jsonl, make_format
-    from .resolve import require_async_dns
+    from . import runner  # heavy: --help and --version stay fast without it
 
-    for flag, wanted in (("--resume", resume), ("--append", append)):
-        if wanted and (not output or output == STDOUT):
-            raise click.UsageError(f"{flag} needs -o FILE: the file it continues")
-    concurrency, warning = runner.fit_concurrency(concurrency)
-    if warning:
-        click.echo(f"afetch: warning: {warning}", err=True)
     try:
-        config = Config(
-            timeouts=Timeouts(total=timeout, connect=connect_timeout),
-            limits=Limits(concurrency=concurrency, per_host=per_host, rate=rate, retries=retries),
-            request=Request(
-                method=method.upper(),
-                user_agent=user_agent,
-                headers=headers,
-                verify=not insecure,
-                cafile=cacert,
-                http_version="1.0" if http10 else "1.1",
-                follow_redirects=follow_redirects,
-                max_redirects=max_redirects,
-                http2=http2,
-            ),
-            output=Output(
-                format="jsonl" if json_output else output_format,
-                fields=fields,
-                match_status=match_status,
-                filter_status=filter_status,
-                progress=not quiet,
-                stats=stats,
-            ),
-            backend=backend,
-            order=order,
-            scheme=scheme,
-            ports=ports,
-            resolvers=resolvers,
-        )
-        fanout = Fanout(workers=workers, cluster=cluster, shard=shard)
-        fanout.check(config)
-        require_async_dns(config.resolvers)
-        factory = runner.loop_factory(loop)
+        config, files = Config.from_options(values), Run.from_options(values)
+        prepared = runner.prepare(config, files, targets, Fanout.from_options(values))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-
-    console = Console.detect()
-    if not targets and not lists:
-        if sys.stdin is None or console.stdin_tty:
-            raise click.UsageError("no targets: give them as arguments, with -l FILE, or on stdin")
-        lists = (STDIN,)
-
-    if output == STDOUT:  # the JSON Lines records on stdout: what --json writes there already
-        if config.output.format != "jsonl":
-            raise click.UsageError(
-                f"-o - writes JSON Lines to stdout, which shows --format {config.output.format}:"
-                " use --json, or -o FILE"
-            )
-        output = None
-    if output and os.path.exists(output):
-        for path in lists:
-            if path != STDIN and os.path.samefile(path, output):
-                raise click.UsageError(f"-o {output} is also read with -l: use another file")
-    chosen = make_format(config.output)
-    lines: Any = read_lines(targets, lists)
-    expand = Jobs(config).count
-    if shard is not None:
-        from .scale import in_shard, shard_lines
-
-        lines = shard_lines(lines, shard, config.scheme)
-        counted = expand
-
-        def expand(line: str) -> int:
-            return counted(line) if in_shard(line, shard, config.scheme) else 0
-
-    recorded = None
-    try:
-        if output and (append or resume):
-            resuming.repair(output)  # a torn line left by a killed run
-            if resume:
-                recorded = resuming.Recorded.load(output, by_port=bool(config.ports))
-        writer = RecordWriter(
-            chosen.formatter,
-            stdout=sys.stdout.buffer,
-            file_path=output,
-            file_formatter=format_jsonl,  # what --resume reads, whatever stdout shows
-            line_buffered=console.stdout_tty,
-            header=chosen.header,
-            append=append or resume,  # else a new run starts a new file, as curl -o does
-        )
-    except OSError as exc:
-        raise click.UsageError(f"cannot use {output}: {exc.strerror}") from None
-    count = functools.partial(count_targets, targets, lists, expand)
-    pool = None
-    if fanout.parallel:  # last: a cluster started here is closed by the run, however it ends
-        from .scale import open_pool
-
-        try:
-            pool = open_pool(fanout, loop)
-        except ConfigError as exc:
-            writer.close()
-            raise click.UsageError(str(exc)) from None
-    outcome = runner.run(
-        config, lines, writer, factory, console=console, count=count, recorded=recorded, pool=pool
-    )
-    sys.exit(runner.exit_code(outcome))
+    sys.exit(runner.exit_code(prepared.run()))
 
 
 def main() -> None:
     """The command, without the process around it (fetcher.process.main, the console script,
-    handles signals first)."""
+    handles signals first). `afetch diff ...` (diff as the very first argument) compares two
+    runs; a host called diff is still fetched as `afetch -- diff` or `afetch http://diff`."""
+    if sys.argv[1:2] == ["diff"]:
+        from .diff import main as diff
+
+        sys.exit(diff(sys.argv[2:]))
     afetch(prog_name="afetch")

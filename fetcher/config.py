@@ -1,16 +1,21 @@
-"""Run configuration: frozen dataclasses that validate themselves, and TOML defaults loading."""
+"""Run configuration: frozen dataclasses that validate themselves, each option declared once on
+the field it sets (fetcher.options), and TOML defaults loading."""
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import ipaddress
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .models import CSV_COLUMNS, RECORD_FIELDS
+from . import extras
+from .options import ConfigError as ConfigError
+from .options import Spec, check_fields, option, specs_of
+from .records import StatusSet as StatusSet
+from .records import check_fields as check_record_fields
+from .records import parse_names, shown
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -29,13 +34,15 @@ LOOPS = ("auto", "uvloop", "asyncio")
 SCHEMES = ("http", "https", "auto")
 HTTP_VERSIONS = ("1.1", "1.0")
 FORMATS = ("text", "jsonl", "csv")
+STDOUT = "-"  # as the -o FILE: the JSON Lines records go to stdout
 # The most ports one --ports list may name: every TCP port once.
 MAX_PORT = 65535
 DNS_PORT = 53
 
 
-class ConfigError(ValueError):
-    """A bad option value or configuration file; reported as a usage error (exit 2)."""
+def _refuse(problem: str | None) -> None:
+    if problem:
+        raise ConfigError(problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,34 +50,42 @@ class Timeouts:
     """Seconds. `total` bounds a whole fetch, whatever the server does; `connect` bounds the
     TCP connect plus TLS handshake (as curl's --connect-timeout does)."""
 
-    total: float = DEFAULT_TIMEOUT
-    connect: float = DEFAULT_CONNECT_TIMEOUT
+    total: float = option(
+        DEFAULT_TIMEOUT, "-t", "--timeout", group="Request", minimum=0, above=True,
+        metavar="SECONDS", help="Seconds per request, whatever the server does.",
+    )  # fmt: skip
+    connect: float = option(
+        DEFAULT_CONNECT_TIMEOUT, "--connect-timeout", group="Request", minimum=0, above=True,
+        metavar="SECONDS", help="Seconds for the TCP connect plus TLS handshake.",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if not self.total > 0:
-            raise ConfigError(f"timeout must be positive, got {self.total}")
-        if not self.connect > 0:
-            raise ConfigError(f"connect timeout must be positive, got {self.connect}")
+        _refuse(check_fields(self))
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """How much runs at once. `reorder_window` bounds results held back by --order input."""
 
-    concurrency: int = DEFAULT_CONCURRENCY
-    per_host: int = 0  # concurrent requests to one host:port; 0 = no cap
-    rate: float = 0.0  # new requests per second over the whole run; 0 = no cap
-    retries: int = 0  # extra tries after a connection error or timeout
+    concurrency: int = option(
+        DEFAULT_CONCURRENCY, "-c", "--concurrency", group="Concurrency", minimum=1,
+        metavar="N", help="Targets in flight at once.",
+    )  # fmt: skip
+    per_host: int = option(
+        0, "--per-host", group="Concurrency", minimum=0, metavar="N",
+        shown_default="0: no cap", help="Requests in flight at once to one host:port.",
+    )  # fmt: skip
+    rate: float = option(
+        0.0, "--rate", group="Concurrency", minimum=0, metavar="R", shown_default="0: no cap",
+        help="New requests per second, over the whole run.",
+    )  # fmt: skip
+    retries: int = option(
+        0, "--retries", group="Request", minimum=0, metavar="N",
+        help="Retries after a connection error or timeout.",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
-        if self.per_host < 0:
-            raise ConfigError(f"per-host must be 0 (no cap) or more, got {self.per_host}")
-        if not self.rate >= 0:
-            raise ConfigError(f"rate must be 0 (no cap) or positive, got {self.rate}")
-        if self.retries < 0:
-            raise ConfigError(f"retries must be 0 or more, got {self.retries}")
+        _refuse(check_fields(self))
 
     @property
     def reorder_window(self) -> int:
@@ -78,28 +93,60 @@ class Limits:
         return max(4 * self.concurrency, 1024)
 
 
+def parse_header(text: str) -> tuple[str, str]:
+    """``Name: value`` -> (name, value), the value stripped."""
+    name, colon, content = text.partition(":")
+    if not colon or not name.strip() or name != name.strip():
+        raise ConfigError(f"expected 'Name: value', got {text!r}")
+    return (name, content.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """What is sent: method, extra headers (after Host, User-Agent and Accept), TLS policy.
     `http2` offers HTTP/2 by ALPN on TLS connections (httpx backend with the h2 package only)."""
 
-    method: str = "GET"
-    user_agent: str = DEFAULT_USER_AGENT
-    headers: tuple[tuple[str, str], ...] = ()
-    verify: bool = True
-    cafile: str | None = None
-    http_version: str = "1.1"
-    follow_redirects: bool = False
-    max_redirects: int = DEFAULT_MAX_REDIRECTS
-    http2: bool = False
+    method: str = option(
+        "GET", "-X", "--method", group="Request", choices=METHODS, case_sensitive=False,
+        metavar="GET|HEAD", help="Request method.",
+    )  # fmt: skip
+    headers: tuple[tuple[str, str], ...] = option(
+        (), "-H", "--header", group="Request", multiple=True, parse=parse_header,
+        env_splitter="\n", metavar="'NAME: VALUE'", shown_default="none",
+        help="Extra request header (repeatable).",
+    )  # fmt: skip
+    user_agent: str = option(
+        DEFAULT_USER_AGENT, "-A", "--user-agent", group="Request", help="User-Agent header."
+    )
+    http_version: str = option(
+        "1.1", "--http1.0", group="Request", flag=True, sets="1.0",
+        help="Send HTTP/1.0 requests instead of HTTP/1.1.",
+    )  # fmt: skip
+    verify: bool = option(
+        True, "-k", "--insecure", group="Request", flag=True, sets=False,
+        help="Do not verify TLS certificates.",
+    )  # fmt: skip
+    cafile: str | None = option(
+        None, "--cacert", group="Request", path="file", shown_default="none",
+        help="Also trust the CA certificates in this PEM FILE.",
+    )  # fmt: skip
+    follow_redirects: bool = option(
+        False, "-L", "--follow-redirects", group="Request", flag=True,
+        help="Follow redirects (http and https only).",
+    )  # fmt: skip
+    max_redirects: int = option(
+        DEFAULT_MAX_REDIRECTS, "--max-redirects", group="Request", minimum=0, metavar="N",
+        help="With -L: more redirects than this is an error.",
+    )  # fmt: skip
+    http2: bool = option(
+        False, "--http2", group="Request", flag=True,
+        help="Offer HTTP/2 over TLS (needs --backend httpx).",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        _refuse(check_fields(self))
         if self.http_version not in HTTP_VERSIONS:
             raise ConfigError(f"http version must be 1.1 or 1.0, got {self.http_version!r}")
-        if self.max_redirects < 0:
-            raise ConfigError(f"max-redirects must be 0 or more, got {self.max_redirects}")
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in value for c in "\r\n"):
                 raise ConfigError(f"invalid header {name!r}")
@@ -147,35 +194,6 @@ def load_cafile(context: ssl.SSLContext, path: str) -> None:
         raise ConfigError(f"--cacert {path}: {exc.strerror or exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusSet:
-    """Status codes and classes such as ``200,3xx``: what --match-status and --filter-status
-    take. Empty matches nothing."""
-
-    codes: frozenset[int] = frozenset()
-    classes: frozenset[int] = frozenset()  # 3 for 3xx
-
-    @classmethod
-    def parse(cls, text: str) -> StatusSet:
-        codes: set[int] = set()
-        classes: set[int] = set()
-        for item in _items(text):
-            word = item.lower()
-            if re.fullmatch(r"[1-5]xx", word):
-                classes.add(int(word[0]))
-            elif re.fullmatch(r"[1-5][0-9][0-9]", word):
-                codes.add(int(word))
-            else:
-                raise ConfigError(f"invalid status {item!r} (expected e.g. 200, 404 or 3xx)")
-        return cls(frozenset(codes), frozenset(classes))
-
-    def __bool__(self) -> bool:
-        return bool(self.codes or self.classes)
-
-    def __contains__(self, status: object) -> bool:
-        return isinstance(status, int) and (status in self.codes or status // 100 in self.classes)
-
-
 def parse_ports(text: str) -> tuple[int, ...]:
     """``80,443,8080-8090`` -> the ports in the order given, each once."""
     ports: dict[int, None] = {}  # an ordered set
@@ -203,66 +221,81 @@ class Output:
     format offers are checked here, so a typo is a usage error before any fetch starts.
     """
 
-    format: str = "text"
-    fields: tuple[str, ...] = ()
-    match_status: StatusSet = field(default_factory=StatusSet)
-    filter_status: StatusSet = field(default_factory=StatusSet)
-    progress: bool = True  # a live line on stderr, when stderr is a terminal
-    stats: bool = False  # a summary on stderr at the end
+    format: str = option(
+        "text", "--format", group="Output", choices=FORMATS, help="Output format.",
+        also=(Spec(("--json",), "Same as --format jsonl.", "Output", flag=True, sets="jsonl",
+                   configurable=False),),
+    )  # fmt: skip
+    fields: tuple[str, ...] = option(
+        (), "--fields", group="Output", parse=parse_names, metavar="NAMES",
+        shown_default="all", help="Comma-separated fields to write (jsonl, csv).",
+    )  # fmt: skip
+    match_status: StatusSet = option(
+        StatusSet(), "--match-status", group="Output", parse=StatusSet.parse, metavar="CODES",
+        shown_default="any", help="Write only responses with these statuses (200,3xx).",
+    )  # fmt: skip
+    filter_status: StatusSet = option(
+        StatusSet(), "--filter-status", group="Output", parse=StatusSet.parse, metavar="CODES",
+        shown_default="none", help="Hide responses with these statuses, e.g. 404,5xx.",
+    )  # fmt: skip
+    progress: bool = option(  # a live line on stderr, when stderr is a terminal
+        True, "-q", "--quiet", group="Output", flag=True, sets=False,
+        help="No progress line on the terminal.",
+    )  # fmt: skip
+    stats: bool = option(
+        False, "--stats", group="Output", flag=True, help="Print a summary on stderr at the end."
+    )
+    silent: bool = option(
+        False, "-s", "--silent", group="Output", flag=True,
+        help="Only errors (and --stats) on stderr: no progress, warning, note.",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ConfigError(f"format must be one of {', '.join(FORMATS)}")
-        if self.fields:
-            known = field_names(self.format)
-            if not known:
-                raise ConfigError("--fields applies to --format jsonl and csv only")
-            unknown = [name for name in self.fields if name not in known]
-            if unknown:
-                raise ConfigError(
-                    f"unknown field {unknown[0]!r} for --format {self.format}"
-                    f" (choose from {', '.join(known)})"
-                )
+        _refuse(check_fields(self))
+        check_record_fields(self.format, self.fields)
 
     def shows(self, status_code: int | None) -> bool:
         """Whether a record with this status (None: a failed fetch) is written."""
-        if self.match_status and status_code not in self.match_status:
-            return False
-        return status_code is None or status_code not in self.filter_status
-
-
-def field_names(format_name: str) -> tuple[str, ...]:
-    """The fields --fields may choose from for a format (none for text)."""
-    return {"jsonl": RECORD_FIELDS, "csv": CSV_COLUMNS}.get(format_name, ())
+        return shown(status_code, self.match_status, self.filter_status)
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything a run needs: the engine and backends read all but `output`."""
 
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    limits: Limits = field(default_factory=Limits)
-    request: Request = field(default_factory=Request)
-    output: Output = field(default_factory=Output)
-    backend: str = "raw"
-    order: str = "completion"
-    scheme: str = "http"  # for targets given without one; auto = https, else http
-    ports: tuple[int, ...] = ()  # each bare host becomes one target per port
+    request: Request = Request()
+    timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
+    output: Output = Output()
+    backend: str = option(
+        "raw", "--backend", group="Request", choices=BACKENDS,
+        help="raw: afetch's HTTP/1 parser; httpx: httpcore.",
+    )  # fmt: skip
     # DNS servers (IP or IP:PORT) to ask instead of the system's; empty: resolv.conf's.
-    resolvers: tuple[str, ...] = ()
+    resolvers: tuple[str, ...] = option(
+        (), "--resolver", group="Request", multiple=True, metavar="IP[:PORT]",
+        help="DNS server to ask instead of the system's (repeatable).",
+    )  # fmt: skip
+    order: str = option(
+        "completion", "--order", group="Concurrency", choices=ORDERS,
+        help="Order results by completion or by input.",
+    )  # fmt: skip
+    scheme: str = option(  # for targets given without one; auto = https, else http
+        "http", "--scheme", group="Input", choices=SCHEMES,
+        help="Scheme for bare targets (auto: https, then http).",
+    )  # fmt: skip
+    ports: tuple[int, ...] = option(  # each bare host becomes one target per port
+        (), "-p", "--ports", group="Input", parse=parse_ports, metavar="PORTS",
+        empty="empty port list",
+        shown_default="none", help="Ports for bare hosts, e.g. 80,443,8080-8090.",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}")
-        if self.order not in ORDERS:
-            raise ConfigError(f"order must be one of {', '.join(ORDERS)}")
-        if self.scheme not in SCHEMES:
-            raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
+        _refuse(check_fields(self))
         if self.request.http2:
             if self.backend != "httpx":
                 raise ConfigError("--http2 needs --backend httpx (the raw backend speaks HTTP/1.x)")
-            if importlib.util.find_spec("h2") is None:
-                raise ConfigError("--http2 needs the h2 package: pip install 'afetch[http2]'")
+            extras.H2.require()
         if self.backend == "httpx" and self.request.http_version != "1.1":
             raise ConfigError("the httpx backend sends HTTP/1.1 requests only")
         for port in self.ports:
@@ -270,6 +303,105 @@ class Config:
                 raise ConfigError(f"port out of range: {port}")
         for resolver in self.resolvers:
             parse_nameserver(resolver)
+        if self.resolvers:
+            extras.AIODNS.require()  # the getaddrinfo fallback asks the system's servers only
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> Config:
+        """A Config from the command line's flat values (click parameter name -> value)."""
+        config: Config = _build(cls, values)
+        return config
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What the command reads and writes around the Config: list files, the -o file, the loop."""
+
+    loop: str = option(
+        "auto", "--loop", group="Concurrency", choices=LOOPS,
+        help="Event loop (auto: uvloop if installed).",
+    )  # fmt: skip
+    lists: tuple[str, ...] = option(
+        (), "-l", "--list", group="Input", multiple=True, path="list", configurable=False,
+        help="Read targets from FILE (repeatable; - is stdin).",
+    )  # fmt: skip
+    output: str | None = option(
+        None, "-o", "--output", group="Output", path="output", configurable=False,
+        help="Also write every record to FILE, as JSON Lines.",
+    )  # fmt: skip
+    append: bool = option(
+        False, "--append", group="Output", flag=True, configurable=False,
+        help="With -o FILE: append to it instead of starting afresh.",
+    )  # fmt: skip
+    resume: bool = option(
+        False, "--resume", group="Output", flag=True, configurable=False,
+        help="With -o FILE: skip the targets it has records for, append.",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _refuse(check_fields(self))
+        for flag, wanted in (("--resume", self.resume), ("--append", self.append)):
+            if wanted and (not self.output or self.output == STDOUT):
+                raise ConfigError(f"{flag} needs -o FILE: the file it continues")
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> Run:
+        run: Run = _build(cls, values)
+        return run
+
+
+def declared(cls: type[Any] = Config, prefix: str = "") -> Iterator[tuple[str, Spec]]:
+    """(field path, option) for every option of `cls` and its parts, in declaration order:
+    ("limits.concurrency", -c/--concurrency)."""
+    for item in dataclasses.fields(cls):
+        default = item.default
+        if dataclasses.is_dataclass(default) and not specs_of(item):
+            yield from declared(type(default), f"{prefix}{item.name}.")
+        for spec in specs_of(item):
+            yield f"{prefix}{item.name}", spec
+
+
+def default_of(cls: type[Any], path: str) -> Any:
+    """The default of a field path of `cls`: the option's default, written only there."""
+    value: Any = cls()
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def _parsed(spec: Spec, value: Any) -> Any:
+    """Text through the option's parser (as the command line gives it); anything else as is."""
+    return spec.parse(value) if spec.parse is not None and isinstance(value, str) else value
+
+
+def _build(cls: type[Any], values: Mapping[str, Any]) -> Any:
+    """`cls` from flat option values, text or parsed: a flag given sets its field, another
+    option's value is the field's; each part is made with dataclasses.replace, so it validates
+    itself."""
+    fields: dict[str, Any] = {}
+    for path, spec in declared(cls):
+        if spec.name not in values:
+            continue
+        value = values[spec.name]
+        if spec.flag:
+            if value:
+                fields[path] = spec.sets
+        elif spec.multiple:
+            fields[path] = tuple(_parsed(spec, item) for item in value)
+        else:
+            fields[path] = _parsed(spec, value)
+    parts: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for path, value in fields.items():
+        part, dot, name = path.partition(".")
+        if dot:
+            parts.setdefault(part, {})[name] = value
+        else:
+            top[path] = value
+    base = cls()
+    for part, part_fields in parts.items():
+        top[part] = dataclasses.replace(getattr(base, part), **part_fields)
+    return cls(**top)
 
 
 # Where --cluster local:N starts a Dask LocalCluster of N worker processes on this host.
@@ -282,9 +414,18 @@ class Fanout:
     cluster, or (neither) in this process alone; and which shard of the input it takes.
     Workers get the Config, never this: it is about where the work runs, not what it is."""
 
-    workers: int = 0  # worker processes; 0: fetch in this process
-    cluster: str | None = None  # a Dask scheduler's address (tcp://host:8786), or local:N
-    shard: tuple[int, int] | None = None  # (K, N), 1 <= K <= N: this run's share of the hosts
+    workers: int = option(  # worker processes; 0: fetch in this process
+        0, "--workers", group="Concurrency", parse=lambda text: parse_workers(text),
+        metavar="N|auto", shown_default="none", help="Fetch in N processes (auto: per CPU).",
+    )  # fmt: skip
+    cluster: str | None = option(  # a Dask scheduler's address (tcp://host:8786), or local:N
+        None, "--cluster", group="Concurrency", metavar="ADDRESS", configurable=False,
+        shown_default="none", help="Fetch on Dask: tcp://HOST:8786, local:N.",
+    )  # fmt: skip
+    shard: tuple[int, int] | None = option(  # (K, N), 1 <= K <= N: this run's share of hosts
+        None, "--shard", group="Input", parse=lambda text: parse_shard(text), metavar="K/N",
+        configurable=False, shown_default="all", help="Fetch share K of N of the hosts only.",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -303,6 +444,11 @@ class Fanout:
             if not 1 <= k <= n:
                 raise ConfigError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
 
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> Fanout:
+        fanout: Fanout = _build(cls, values)
+        return fanout
+
     @property
     def parallel(self) -> bool:
         """Whether records are fetched outside this process."""
@@ -320,9 +466,11 @@ class Fanout:
 
 
 def parse_workers(text: str) -> int:
-    """--workers: N >= 1, or auto: the CPUs this process may run on."""
+    """--workers: N >= 1, or auto: the CPUs this process may run on; empty: 0, none."""
     import os
 
+    if not text.strip():
+        return 0
     if text.strip().lower() == "auto":
         try:
             return len(os.sched_getaffinity(0))

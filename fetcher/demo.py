@@ -13,16 +13,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import extras
 from .loopback import LoopbackHosts, replies, response, silent
 
 DEMO_TIMEOUT = 2
 
 
 def main() -> int:
-    try:
-        import trustme
-    except ImportError:
-        print("afetch demo: error: needs trustme: pip install 'afetch[demo]'", file=sys.stderr)
+    trustme = extras.TRUSTME.load()
+    if trustme is None:
+        print(f"afetch demo: error: {extras.TRUSTME.missing}", file=sys.stderr)
         return 2
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -19,7 +19,6 @@ from collections.abc import (
     AsyncIterator,
     Iterable,
 )
-from types import TracebackType
 
 from .backends import Backend, create_backend
 from .config import Config
@@ -60,13 +59,8 @@ class Engine:
         await self.backend.__aenter__()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.backend.__aexit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.backend.aclose()
 
     async def fetch(self, target: Target, index: int = -1) -> Result:
         """One target through the policy: probing, retries, redirects. Never raises for a

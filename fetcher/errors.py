@@ -45,18 +45,26 @@ class FetchError(Exception):
 
 
 class InvalidInput(FetchError):
+    """The input line cannot be a target (bad host, port or scheme); nothing was fetched."""
+
     kind = "invalid-input"
 
 
 class DNSError(FetchError):
+    """The name has no address: NXDOMAIN, no A/AAAA record, or no answer from the DNS server."""
+
     kind = "dns-error"
 
 
 class ConnectError(FetchError):
+    """The connection failed or was lost: reset, closed early, unreachable."""
+
     kind = "connection-error"
 
 
 class ConnectionRefused(ConnectError):
+    """Nothing listens on the port: the host said so (RST), it did not merely stay silent."""
+
     kind = "connection-refused"
 
 
@@ -67,10 +75,14 @@ class LocalError(FetchError):
 
 
 class TLSError(FetchError):
+    """The TLS handshake failed, or the certificate did not verify."""
+
     kind = "tls-error"
 
 
 class FetchTimeout(FetchError, TimeoutError):
+    """A deadline passed (--timeout for the fetch, --connect-timeout for connect + TLS)."""
+
     kind = "timeout"
 
 
@@ -82,10 +94,14 @@ def timed_out(phase: Phase, seconds: float) -> FetchTimeout:
 
 
 class ProtocolError(FetchError):
+    """The peer did not speak HTTP/1.x (or h2) within afetch's limits (http1.py)."""
+
     kind = "protocol-error"
 
 
 class TooManyRedirects(FetchError):
+    """With -L, a redirect chain longer than --max-redirects."""
+
     kind = "too-many-redirects"
 
 

@@ -8,24 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FetchError, Phase
+from .records import CSV_COLUMNS, CSV_HEADERS, TIMING_PHASES
 from .targets import Target
-
-TIMING_PHASES = ("dns", "connect", "tls", "ttfb", "total")
-# The JSON Lines record, in order: a stable, documented interface (README "JSON Lines").
-RECORD_FIELDS = (
-    "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
-    "reason", "http_version", "headers", "timings_ms", "failed", "error", "timestamp", "backend",
-    "redirects", "final_url", "attempts",
-)  # fmt: skip
-# The CSV columns, in order: the record's scalar fields, the nested ones flattened, and the
-# headers people grep for most (README "CSV").
-CSV_COLUMNS = (
-    "input", "url", "scheme", "host", "port", "path", "host_ip", "method", "status_code",
-    "reason", "http_version", "content_type", "content_length", "server", "location",
-    "redirect_count", "final_url", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms",
-    "failed", "error_kind", "error_phase", "error_message", "timestamp", "backend",
-)  # fmt: skip
-_CSV_HEADERS = {"content_type", "content_length", "server", "location"}
 
 
 @dataclass(slots=True)
@@ -159,7 +143,7 @@ class Result:
         record = self.to_record()
         row = {name: record[name] for name in CSV_COLUMNS if name in record}
         headers = record["headers"]
-        for name in _CSV_HEADERS:
+        for name in CSV_HEADERS:
             values = headers.get(name.replace("_", "-"))
             row[name] = values[0] if values else None
         row["redirect_count"] = len(self.redirects)

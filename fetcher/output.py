@@ -21,10 +21,10 @@ from typing import Any, BinaryIO
 import orjson
 
 from .config import Output
-from .models import CSV_COLUMNS, RECORD_FIELDS, Result
+from .models import Result
+from .records import CSV_COLUMNS, RECORD_FIELDS
 
 Formatter = Callable[[Result], str]
-STDOUT = "-"  # as the -o FILE: the JSON Lines records go to stdout
 
 # Bytes from servers are shown, never obeyed: C0 controls, DEL and C1 controls become \xNN, so
 # a header value cannot move the cursor, retitle the terminal or ring the bell.
@@ -71,7 +71,7 @@ def _scheme_line(label: str, result: Result) -> str:
 
 def format_jsonl(result: Result) -> str:
     """One JSON object per line; all non-ASCII escaped so the line is safe anywhere."""
-    return _json_line(result.to_record())
+    return json_line(result.to_record())
 
 
 # The stdlib encoder, one for the run (json.dumps with separators builds one per call): the
@@ -79,7 +79,7 @@ def format_jsonl(result: Result) -> str:
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
-def _json_line(record: dict[str, Any]) -> str:
+def json_line(record: dict[str, Any]) -> str:
     """`record` as one line of compact, ASCII-only JSON.
 
     orjson is about ten times faster than the stdlib here (some 6 us of the ~40 us afetch
@@ -105,7 +105,7 @@ def jsonl_formatter(fields: Sequence[str] = ()) -> Formatter:
 
     def format_fields(result: Result) -> str:
         record = result.to_record()
-        return _json_line({name: record[name] for name in chosen})
+        return json_line({name: record[name] for name in chosen})
 
     return format_fields
 

@@ -29,7 +29,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from .config import ConfigError, parse_nameserver
+from . import extras
+from .config import parse_nameserver
 from .errors import DNSError
 from .targets import IPV4_SHAPE
 
@@ -90,7 +91,8 @@ class Resolver:
         tries: int = DNS_TRIES,
     ) -> None:
         servers = [parse_nameserver(server) for server in nameservers]
-        require_async_dns(nameservers)
+        if servers:
+            extras.AIODNS.require()  # the getaddrinfo fallback asks the system's servers only
         # c-ares' server syntax: ip:port, [ipv6]:port.
         self._servers = [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in servers]
         self._timeout = timeout
@@ -272,26 +274,10 @@ class _ThreadLookup:
         """Nothing held: the loop owns its thread pool."""
 
 
-def async_dns_available() -> bool:
-    """Whether aiodns (and the c-ares library under it) imports on this platform."""
-    try:
-        import aiodns  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def require_async_dns(nameservers: Sequence[str]) -> None:
-    """Raise ConfigError if custom DNS servers are asked for but aiodns is missing: the
-    getaddrinfo fallback can only ask the system's servers."""
-    if nameservers and not async_dns_available():
-        raise ConfigError("--resolver needs aiodns, which is not installed (pip install aiodns)")
-
-
 def _make_lookup(
     servers: Sequence[str], timeout: float, tries: int, loop: asyncio.AbstractEventLoop
 ) -> _Lookup:
-    if async_dns_available():
+    if extras.AIODNS.available:
         return _AresLookup(servers, timeout, tries, loop)
     return _ThreadLookup()
 

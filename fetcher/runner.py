@@ -1,23 +1,30 @@
-"""One CLI run: the event loop, signals, the writer's lifetime, filtering, progress and the
-summary on stderr, and the exit code it ends in."""
+"""One CLI run: its inputs, the event loop, signals, the writer's whole lifetime (the -o file
+repaired, opened and closed here), filtering, progress and the summary on stderr, and the exit
+code it ends in."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import gc
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .config import Config, ConfigError
+from . import extras
+from . import resume as resuming
+from .config import STDOUT, Config, ConfigError, Fanout, Run
 from .engine import Engine, Lines
+from .inputs import STDIN, InputError, count_targets, read_lines
+from .jobs import Jobs
 from .models import Result
-from .output import Console, OutputClosed, OutputError, RecordWriter
+from .output import Console, OutputClosed, OutputError, RecordWriter, format_jsonl, make_format
 from .process import SIGNALS
 from .resume import Recorded
 from .stats import Tally
@@ -37,7 +44,7 @@ class Outcome:
     tally: Tally = field(default_factory=Tally)
     signal: int | None = None
     output_closed: bool = False
-    output_error: OutputError | None = None
+    output_error: OutputError | InputError | None = None  # stops the run: exit 74
     total: int | None = None  # targets in the input, once counted
 
     @property
@@ -50,8 +57,8 @@ class Outcome:
 
 
 def exit_code(outcome: Outcome) -> ExitCode:
-    """The exit status for a finished run: an output error wins (records were lost), then a
-    signal, then any failed target."""
+    """The exit status for a finished run: an output error wins (records were lost), or an
+    input that could not be read (targets were lost), then a signal, then any failed target."""
     if outcome.output_error is not None:
         return ExitCode.OUTPUT
     if outcome.signal == signal.SIGINT:
@@ -104,16 +111,115 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     Raises ConfigError when uvloop is asked for and missing."""
     if name == "asyncio":
         return None
-    try:
-        import uvloop
-    except ImportError:
-        if name == "uvloop":
-            raise ConfigError(
-                "--loop uvloop: uvloop is not installed (pip install uvloop)"
-            ) from None
+    uvloop = extras.UVLOOP.require() if name == "uvloop" else extras.UVLOOP.load()
+    if uvloop is None:
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A command-line run with everything opened, ready to `run()`."""
+
+    config: Config
+    lines: Lines
+    writer: RecordWriter
+    factory: Callable[[], asyncio.AbstractEventLoop] | None
+    console: Console
+    count: Counter
+    recorded: Recorded | None
+    pool: Pool | None = None  # --workers, --cluster: where the lines are fetched
+
+    def run(self) -> Outcome:
+        return run(
+            self.config,
+            self.lines,
+            self.writer,
+            self.factory,
+            console=self.console,
+            count=self.count,
+            recorded=self.recorded,
+            pool=self.pool,
+        )
+
+
+def prepare(
+    config: Config, files: Run, targets: Sequence[str], fanout: Fanout | None = None
+) -> Prepared:
+    """Everything a command-line run needs before its first fetch: the concurrency the
+    open-file limit allows, the event loop, the inputs, and the writer, with the -o file
+    repaired (--append, --resume), read (--resume) and opened; last, with `fanout`, the
+    worker pool or Dask cluster. Raises ConfigError (a usage error) for what cannot be obeyed;
+    nothing is fetched or written before then."""
+    fanout = fanout or Fanout()
+    fanout.check(config)
+    concurrency, warning = fit_concurrency(config.limits.concurrency)
+    if warning:
+        if not config.output.silent:
+            sys.stderr.write(f"afetch: warning: {warning}\n")
+        limits = dataclasses.replace(config.limits, concurrency=concurrency)
+        config = dataclasses.replace(config, limits=limits)
+    factory = loop_factory(files.loop)
+    console = Console.detect()
+    lists = files.lists
+    if not targets and not lists:
+        if sys.stdin is None or console.stdin_tty:
+            raise ConfigError("no targets: give them as arguments, with -l FILE, or on stdin")
+        lists = (STDIN,)
+    output = files.output
+    if output == STDOUT:  # the JSON Lines records on stdout: what --json writes there already
+        if config.output.format != "jsonl":
+            raise ConfigError(
+                f"-o - writes JSON Lines to stdout, which shows --format {config.output.format}:"
+                " use --json, or -o FILE"
+            )
+        output = None
+    if output and os.path.exists(output):
+        for path in lists:
+            if path != STDIN and os.path.samefile(path, output):
+                raise ConfigError(f"-o {output} is also read with -l: use another file")
+    chosen = make_format(config.output)
+    recorded = None
+    try:
+        if output and (files.append or files.resume):
+            resuming.repair(output)  # a torn line left by a killed run
+            if files.resume:
+                recorded = resuming.Recorded.load(output, by_port=bool(config.ports))
+        writer = RecordWriter(
+            chosen.formatter,
+            stdout=sys.stdout.buffer,
+            file_path=output,
+            file_formatter=format_jsonl,  # what --resume reads, whatever stdout shows
+            line_buffered=console.stdout_tty,
+            header=chosen.header,
+            append=files.append or files.resume,  # else a new file, as curl -o does
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot use {output}: {exc.strerror}") from None
+    lines: Lines = read_lines(targets, lists)
+    expand = Jobs(config).count
+    shard = fanout.shard
+    if shard is not None:
+        from .scale import in_shard, shard_lines
+
+        lines = shard_lines(lines, shard, config.scheme)
+        whole = expand
+
+        def expand(line: str) -> int:  # the progress line counts this shard's targets only
+            return whole(line) if in_shard(line, shard, config.scheme) else 0
+
+    count = functools.partial(count_targets, targets, lists, expand)
+    pool = None
+    if fanout.parallel:  # last: a cluster started here is closed by the run, however it ends
+        from .scale import open_pool
+
+        try:
+            pool = open_pool(fanout, files.loop)
+        except ConfigError:
+            writer.close()
+            raise
+    return Prepared(config, lines, writer, factory, console, count, recorded, pool)
 
 
 def run(
@@ -161,7 +267,7 @@ def run(
             _silence_stdout()
         if config.output.stats:
             sys.stderr.write(outcome.tally.summary())
-        if recorded is not None:
+        if recorded is not None and not config.output.silent:
             sys.stderr.write(
                 f"afetch: resume: {_plural(recorded.skipped, 'target')} skipped, already recorded"
                 f" in {writer.file_name}\n"
@@ -267,7 +373,7 @@ async def _main(
                 await engine.run(lines, sink)
     except OutputClosed:
         outcome.output_closed = True
-    except OutputError as exc:
+    except (OutputError, InputError) as exc:
         outcome.output_error = exc
     except asyncio.CancelledError:
         if SIGNALS.received is None:
@@ -287,7 +393,7 @@ def _start_progress(
 ) -> ProgressLine | None:
     """The progress line, on a terminal only; its total is counted on a daemon thread (a
     thread nobody waits for: a long count never delays the end of a short run)."""
-    if not (config.output.progress and console.stderr_tty):
+    if not (config.output.progress and console.stderr_tty) or config.output.silent:
         return None
     from .progress import ProgressLine
 

@@ -10,6 +10,6 @@ class ExitCode(enum.IntEnum):
     FAILURES = 1  # at least one target failed (error record)
     USAGE = 2  # bad option, bad config file: one line on stderr
     INTERNAL = 70  # a bug in afetch (sysexits EX_SOFTWARE): one line, AFETCH_DEBUG=1 for more
-    OUTPUT = 74  # stdout or the -o file cannot be written (sysexits EX_IOERR): one line
+    OUTPUT = 74  # output cannot be written or input read (sysexits EX_IOERR): one line
     INTERRUPTED = 130  # SIGINT (Ctrl-C), 128 + 2
     TERMINATED = 143  # SIGTERM, 128 + 15

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,10 +11,14 @@ from pathlib import Path
 import pytest
 import trustme
 
+from fetcher.backends.base import Backend
 from fetcher.config import Config, Limits, Request, Timeouts
+from fetcher.errors import ConnectError
+from fetcher.http1 import ResponseHead
 from fetcher.loopback import LoopbackHosts
-from fetcher.models import Result
+from fetcher.models import Result, Trace
 from fetcher.stream import fetch_all
+from fetcher.targets import Target
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +127,50 @@ def fetch_many(backend_name: str) -> FetchMany:
         return asyncio.run(go())
 
     return run
+
+
+# --- a backend without a network, for the scheduler and the policy --------------------------
+
+
+class StubBackend(Backend):
+    """Behaviour by host name: okN answers, fail-* fails, hang-* never answers, boom-* has a bug."""
+
+    name = "stub"
+
+    def __init__(self, config: Config, delay: float = 0.0, jitter: float = 0.0) -> None:
+        super().__init__(config)
+        self.delay, self.jitter = delay, jitter
+        self.in_flight = self.max_in_flight = self.calls = 0
+        self.max_tasks = self.max_fetch_tasks = 0
+
+    async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
+        self.calls += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.calls % 97 == 0:
+            tasks = asyncio.all_tasks()
+            fetches = sum(1 for t in tasks if t.get_coro().__qualname__ == "Engine._one")  # type: ignore[union-attr]
+            self.max_fetch_tasks = max(self.max_fetch_tasks, fetches)
+            self.max_tasks = max(self.max_tasks, len(tasks))
+        try:
+            trace.phase = "read"
+            if target.host.startswith("hang"):
+                await asyncio.sleep(3600)
+            if self.delay or self.jitter:
+                await asyncio.sleep(self.delay + random.random() * self.jitter)
+            else:
+                await asyncio.sleep(0)
+            if target.host.startswith("fail"):
+                raise ConnectError("stub failure", "connect")
+            if target.host.startswith("boom"):
+                raise KeyError("bug")
+            return ResponseHead("1.1", 200, "OK", [("X-Host", target.host)])
+        finally:
+            self.in_flight -= 1
+
+
+def collect(lines: object, config: Config, backend: Backend) -> list[Result]:
+    async def go() -> list[Result]:
+        return [r async for r in fetch_all(lines, config, backend)]  # type: ignore[arg-type]
+
+    return asyncio.run(go())

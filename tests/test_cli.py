@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from fetcher import __version__
 from fetcher.cli import HELP_GROUPS, afetch, config_keys
+from fetcher.config import Config
 from fetcher.loopback import LoopbackHosts, recording, replies, response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,6 +366,34 @@ def test_progress_line_on_a_terminal(routes: int, monkeypatch: pytest.MonkeyPatc
     assert code == 0 and err == ""
 
 
+def test_silent_leaves_only_errors_on_stderr(
+    routes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-s: no progress line, no warning, no --resume note; an error is still said."""
+    from fetcher import output, runner
+
+    monkeypatch.setattr(output, "_isatty", lambda stream: True)
+    monkeypatch.setattr(runner, "fit_concurrency", lambda n: (7, "concurrency lowered"))
+    real_run, concurrency = runner.run, []
+
+    def run(config: Config, *args: Any, **kwargs: Any) -> runner.Outcome:
+        concurrency.append(config.limits.concurrency)
+        return real_run(config, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run", run)
+    out_file = tmp_path / "out.jsonl"
+    code, _, err = invoke("-o", str(out_file), f"127.0.0.1:{routes}")
+    assert code == 0 and "warning: concurrency lowered" in err and "1/1 done" in err
+    code, out, err = invoke("-s", "-o", str(out_file), "--resume", f"127.0.0.1:{routes}")
+    assert (code, out, err) == (0, "", "")  # nothing fetched, nothing said
+    code, out, err = invoke("-s", f"127.0.0.1:{routes}")
+    assert code == 0 and "header > HTTP/1.1 200 OK" in out and err == ""
+    assert concurrency == [7, 7, 7]  # lowered all the same: -s only keeps it quiet
+    code, _, err = invoke("-s", "--json", "-o", "/dev/full", f"127.0.0.1:{routes}")
+    assert code == 74
+    assert err == "afetch: error: cannot write to /dev/full: No space left on device\n"
+
+
 def test_no_progress_in_a_pipe(routes: int) -> None:
     code, _, err = invoke(f"127.0.0.1:{routes}")
     assert code == 0 and err == ""
@@ -693,6 +723,14 @@ def test_a_write_failing_halfway_leaves_whole_records(
     assert len(written.splitlines()) >= 10
 
 
+def test_an_output_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
+    """Said before any fetch, naming the file: the runner opens it while preparing the run."""
+    missing = tmp_path / "no" / "such" / "dir" / "out.jsonl"
+    code, out, err = invoke("-o", str(missing), "127.0.0.1:1")
+    assert (code, out) == (2, "")
+    assert err == f"afetch: error: cannot use {missing}: No such file or directory\n"
+
+
 def test_the_output_file_cannot_be_an_input_file(tmp_path: Path) -> None:
     """Starting the -o file afresh would empty the list before it is read."""
     listing = tmp_path / "hosts.txt"
@@ -800,3 +838,11 @@ def test_an_empty_ports_key_in_a_config_file_is_the_default(ok_port: int, tmp_pa
     code, out, err = invoke("--config", str(config), "--json", f"127.0.0.1:{ok_port}")
     assert code == 0, err
     assert json.loads(out)["port"] == ok_port
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_an_input_that_cannot_be_read_is_one_line_and_exit_74() -> None:
+    """Reading /proc/self/mem from its start fails with EIO: a local problem, not a bug."""
+    done = run_afetch("-l", "/proc/self/mem")
+    assert done.returncode == 74, done.stderr
+    assert done.stderr == b"afetch: error: cannot read /proc/self/mem: Input/output error\n"

@@ -4,67 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import random
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 import pytest
-from conftest import make_config
+from conftest import StubBackend, collect, make_config
 
-from fetcher.backends.base import Backend
-from fetcher.config import Config
 from fetcher.engine import START_BURST, Engine
-from fetcher.errors import ConnectError, ConnectionRefused, TLSError
 from fetcher.http1 import ResponseHead
 from fetcher.models import Result, Trace
 from fetcher.stream import fetch_all, pull
-from fetcher.targets import Target, parse_target
-
-
-class StubBackend(Backend):
-    """Behaviour by host name: okN answers, fail-* fails, hang-* never answers, boom-* has a bug."""
-
-    name = "stub"
-
-    def __init__(self, config: Config, delay: float = 0.0, jitter: float = 0.0) -> None:
-        super().__init__(config)
-        self.delay, self.jitter = delay, jitter
-        self.in_flight = self.max_in_flight = self.calls = 0
-        self.max_tasks = self.max_fetch_tasks = 0
-
-    async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
-        self.calls += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        if self.calls % 97 == 0:
-            tasks = asyncio.all_tasks()
-            fetches = sum(1 for t in tasks if t.get_coro().__qualname__ == "Engine._one")  # type: ignore[union-attr]
-            self.max_fetch_tasks = max(self.max_fetch_tasks, fetches)
-            self.max_tasks = max(self.max_tasks, len(tasks))
-        try:
-            trace.phase = "read"
-            if target.host.startswith("hang"):
-                await asyncio.sleep(3600)
-            if self.delay or self.jitter:
-                await asyncio.sleep(self.delay + random.random() * self.jitter)
-            else:
-                await asyncio.sleep(0)
-            if target.host.startswith("fail"):
-                raise ConnectError("stub failure", "connect")
-            if target.host.startswith("boom"):
-                raise KeyError("bug")
-            return ResponseHead("1.1", 200, "OK", [("X-Host", target.host)])
-        finally:
-            self.in_flight -= 1
-
-
-def collect(lines: object, config: Config, backend: Backend) -> list[Result]:
-    async def go() -> list[Result]:
-        return [r async for r in fetch_all(lines, config, backend)]  # type: ignore[arg-type]
-
-    return asyncio.run(go())
+from fetcher.targets import Target
 
 
 def stream(count: int, consumed: list[int]) -> Iterator[str]:
@@ -134,28 +86,6 @@ def test_exactly_one_record_per_line_with_failures_bugs_and_invalid_input() -> N
     }
     boom = next(r.error for r in results if r.input == "boom1")
     assert boom is not None and (boom.phase, boom.message) == ("read", "KeyError: 'bug'")
-
-
-def test_a_bug_outside_the_backend_call_costs_one_record_not_the_run() -> None:
-    class BugShaped(StubBackend):
-        """Answers bug-* with a redirect whose Location it forgot to decode."""
-
-        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
-            if target.host.startswith("bug"):
-                return ResponseHead("1.1", 302, "Found", [("Location", b"/next")])  # type: ignore[list-item]
-            return await super().fetch(target, trace)
-
-    config = make_config(follow_redirects=True, concurrency=2)
-    lines = ["bug1.example", "ok1", "bug2.example", "ok2"]
-    results = collect(lines, config, BugShaped(config))
-    assert sorted(r.input for r in results) == sorted(lines)
-    errors = {r.input: r.error and r.error.as_dict() for r in results}
-    assert errors["ok1"] is None and errors["ok2"] is None
-    assert errors["bug1.example"] == {
-        "kind": "internal-error",
-        "phase": None,
-        "message": "TypeError: Cannot mix str and non-str arguments",
-    }
 
 
 def test_total_deadline_records_the_phase() -> None:
@@ -273,45 +203,6 @@ def test_async_iterable_input() -> None:
     assert len(collect(lines(), config, StubBackend(config))) == 5
 
 
-# --- probe features through the stub: what the engine asks the backend for ---------------
-
-
-class Recording(StubBackend):
-    """Records every target it is asked for; hosts named refuse-* fail like a closed port."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.asked: list[str] = []
-
-    async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
-        self.asked.append(target.url)
-        if target.host.startswith("refuse") and target.scheme == "https":
-            raise ConnectionRefused("connection refused", "connect")
-        return await super().fetch(target, trace)
-
-
-def test_auto_tries_https_443_then_http_80_for_a_bare_host() -> None:
-    config = make_config(scheme="auto")
-    backend = Recording(config)
-    [result] = collect(["refuse.example"], config, backend)
-    assert backend.asked == ["https://refuse.example/", "http://refuse.example/"]
-    assert result.to_record()["url"] == "http://refuse.example/" and result.status_code == 200
-    assert result.target is not None and result.target.port == 80
-
-
-def test_auto_keeps_a_given_port_and_stops_at_an_https_answer() -> None:
-    config = make_config(scheme="auto")
-    backend = Recording(config)
-    results = collect(["refuse.example:8080", "ok.example"], config, backend)
-    assert sorted(backend.asked) == sorted(
-        ["https://refuse.example:8080/", "http://refuse.example:8080/", "https://ok.example/"]
-    )
-    assert {r.to_record()["url"] for r in results} == {
-        "http://refuse.example:8080/",
-        "https://ok.example/",
-    }
-
-
 def test_ports_expansion_is_streamed_and_bounded() -> None:
     config = make_config(concurrency=20, ports=tuple(range(1, 5001)))
     backend = StubBackend(config)
@@ -339,102 +230,6 @@ def test_ports_keep_input_order_and_label_each_port() -> None:
         "ok1:80", "ok1:443", "ok1:8080", "bad host", "ok2:81",
     ]  # fmt: skip
     assert {r.input for r in results} == {"ok1", "bad host", "ok2:81"}
-
-
-def test_retries_back_off_then_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fetcher import policy as engine_module
-
-    waits: list[float] = []
-    real_backoff = engine_module.backoff
-
-    def recorded(retry: int) -> float:
-        waits.append(real_backoff(retry))
-        return 0.0  # do not really wait
-
-    monkeypatch.setattr(engine_module, "backoff", recorded)
-    config = make_config(retries=3)
-
-    class Failing(StubBackend):
-        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
-            self.calls += 1
-            raise ConnectError("stub failure", "connect")
-
-    backend = Failing(config)
-    engine = Engine(config, backend)
-    result = asyncio.run(engine.fetch(parse_target("fail.example")))
-    assert result.error is not None and result.error.kind == "connection-error"
-    assert backend.calls == 4 and len(waits) == 3
-    for retry, wait in enumerate(waits):
-        full = min(engine_module.RETRY_CAP, engine_module.RETRY_BASE * 2**retry)
-        assert full / 2 <= wait <= full
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    from fetcher.policy import RETRY_BASE, RETRY_CAP, backoff
-
-    assert RETRY_BASE / 2 <= backoff(0) <= RETRY_BASE
-    assert 4 * RETRY_BASE / 2 <= backoff(2) <= 4 * RETRY_BASE
-    assert RETRY_CAP / 2 <= backoff(50) <= RETRY_CAP
-
-
-def test_other_errors_are_not_retried() -> None:
-    config = make_config(retries=3)
-
-    class Tls(StubBackend):
-        async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
-            self.calls += 1
-            raise TLSError("bad certificate", "tls")
-
-    backend = Tls(config)
-    result = asyncio.run(Engine(config, backend).fetch(parse_target("x.example")))
-    assert result.error is not None and result.error.kind == "tls-error"
-    assert backend.calls == 1
-
-
-def test_per_host_limiter_forgets_idle_hosts() -> None:
-    from fetcher.pacing import PerHostLimiter
-
-    limiter = PerHostLimiter(2)
-    peak: dict[str, int] = {}
-    now: dict[str, int] = {}
-    sizes: list[int] = []
-
-    async def one(host: str) -> None:
-        async with limiter.hold((host, 80)):
-            now[host] = now.get(host, 0) + 1
-            peak[host] = max(peak.get(host, 0), now[host])
-            sizes.append(len(limiter))
-            await asyncio.sleep(0.001)
-            now[host] -= 1
-
-    async def go() -> None:
-        await asyncio.gather(*(one(f"h{i % 50}") for i in range(1000)))
-
-    asyncio.run(go())
-    assert max(peak.values()) == 2
-    assert max(sizes) <= 50
-    assert len(limiter) == 0  # nothing kept once every host is idle
-
-
-def test_per_host_limiter_keeps_no_entry_after_cancellation() -> None:
-    from fetcher.pacing import PerHostLimiter
-
-    limiter = PerHostLimiter(1)
-
-    async def go() -> None:
-        async def hold() -> None:
-            async with limiter.hold("h"):
-                await asyncio.sleep(10)
-
-        tasks = [asyncio.create_task(hold()) for _ in range(3)]
-        await asyncio.sleep(0.01)
-        assert len(limiter) == 1
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run(go())
-    assert len(limiter) == 0
 
 
 def test_rate_applies_across_concurrent_fetches() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import sys
 
 import pytest
 import trustme
@@ -40,8 +41,9 @@ def h2_tls(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-def h2_or_http1(requests: list[dict[str, str]]) -> Script:
-    """Answer in HTTP/2 if ALPN chose h2 (recording each request's headers), else HTTP/1.1."""
+def h2_or_http1(requests: list[dict[str, str]], delay: float = 0.0) -> Script:
+    """Answer in HTTP/2 if ALPN chose h2 (recording each request's headers), else HTTP/1.1.
+    The HTTP/2 answer comes `delay` seconds after the request (SETTINGS go out at once)."""
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
@@ -59,6 +61,7 @@ def h2_or_http1(requests: list[dict[str, str]]) -> Script:
             for event in conn.receive_data(data):
                 if isinstance(event, h2_events.RequestReceived):
                     requests.append(dict(event.headers))
+                    await asyncio.sleep(delay)
                     conn.send_headers(event.stream_id, H2_HEADERS)
                     conn.send_data(event.stream_id, b"hello\n", end_stream=True)
             writer.write(conn.data_to_send())
@@ -107,6 +110,69 @@ def test_http2_negotiated_by_alpn(
     assert "connection" not in request  # forbidden in HTTP/2, left out
 
 
+def test_http2_ttfb_is_to_the_response_head(
+    hosts: LoopbackHosts, httpx_fetch: FetchOne, h2_tls: ssl.SSLContext, ca_file: str
+) -> None:
+    """The server's SETTINGS frame arrives at once, its answer 0.3 s later: ttfb (from httpcore's
+    trace extension) is to this stream's response head, not to the first bytes read."""
+    port = hosts.serve(h2_or_http1([], delay=0.3), tls=h2_tls)
+    result = httpx_fetch(f"https://localhost:{port}/", cafile=ca_file, http2=True)
+    assert (result.status_code, result.http_version) == (200, "2")
+    assert result.timings["ttfb"] >= 250
+    assert result.timings["ttfb"] <= result.timings["total"]
+
+
+def h2_closes_after_the_request(settings: bool) -> Script:
+    """Speak h2 up to the request (sending SETTINGS first if `settings`), then close. It reads
+    everything the client sends first: a close with unread bytes would be a reset instead."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2_connection.H2Connection(h2_config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        if settings:
+            writer.write(conn.data_to_send())
+            await writer.drain()
+        # The client's ACK of our SETTINGS may come after its request: wait for both, or the
+        # ACK would be unread at the close and the kernel would send a reset, not a FIN.
+        requested, acked = False, not settings
+        for _ in range(20):  # a few frames; the loop is bounded, the request comes in one or two
+            data = await reader.read(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                requested |= isinstance(event, h2_events.RequestReceived)
+                acked |= isinstance(event, h2_events.SettingsAcknowledged)
+            if requested and acked:
+                break
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param(
+            False, ("connection-error", "connection closed without a response"), id="first"
+        ),
+        pytest.param(True, ("protocol-error", "server disconnected"), id="after-settings"),
+    ],
+)
+def test_http2_server_closes_without_an_answer(
+    hosts: LoopbackHosts,
+    httpx_fetch: FetchOne,
+    h2_tls: ssl.SSLContext,
+    ca_file: str,
+    settings: bool,
+    expected: tuple[str, str],
+) -> None:
+    """Closed before a single frame: as on HTTP/1 (and raw). After frames: h2's own verdict."""
+    port = hosts.serve(h2_closes_after_the_request(settings), tls=h2_tls)
+    result = httpx_fetch(f"https://localhost:{port}/", cafile=ca_file, http2=True)
+    assert result.error is not None
+    assert (result.error.kind, result.error.message) == expected
+    assert result.error.phase == "read"
+
+
 def test_http2_with_insecure(
     hosts: LoopbackHosts, httpx_fetch: FetchOne, h2_tls: ssl.SSLContext
 ) -> None:
@@ -138,12 +204,7 @@ def test_http2_needs_the_httpx_backend() -> None:
 
 
 def test_http2_needs_the_h2_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "h2" else real(name, *a)
-    )
+    monkeypatch.setitem(sys.modules, "h2", None)  # `import h2` now raises ImportError
     with pytest.raises(ConfigError, match=r"afetch\[http2\]"):
         Config(request=Request(http2=True), backend="httpx")
 
@@ -163,12 +224,7 @@ def test_http2_usage_errors_are_one_line(args: list[str], message: str) -> None:
 
 
 def test_http2_without_h2_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "h2" else real(name, *a)
-    )
+    monkeypatch.setitem(sys.modules, "h2", None)  # `import h2` now raises ImportError
     result = CliRunner().invoke(
         afetch, ["--backend", "httpx", "--http2", "x"], catch_exceptions=False
     )

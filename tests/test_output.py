@@ -156,8 +156,8 @@ def test_console_flags_are_plain_data() -> None:
 
 def test_csv_has_the_documented_columns_and_flattens_nested_fields() -> None:
     from fetcher.config import Output
-    from fetcher.models import CSV_COLUMNS
     from fetcher.output import make_format
+    from fetcher.records import CSV_COLUMNS
 
     chosen = make_format(Output(format="csv"))
     assert chosen.header == ",".join(CSV_COLUMNS) + "\n"

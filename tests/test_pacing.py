@@ -128,3 +128,52 @@ def test_a_cancelled_waiter_leaves_the_limiter_working() -> None:
 
     starts = asyncio.run(go())
     assert min(gaps(starts)) >= 1 / 20 - EPS, gaps(starts)
+
+
+# --- PerHostLimiter ----------------------------------------------------------------------
+
+
+def test_per_host_limiter_forgets_idle_hosts() -> None:
+    from fetcher.pacing import PerHostLimiter
+
+    limiter = PerHostLimiter(2)
+    peak: dict[str, int] = {}
+    now: dict[str, int] = {}
+    sizes: list[int] = []
+
+    async def one(host: str) -> None:
+        async with limiter.hold((host, 80)):
+            now[host] = now.get(host, 0) + 1
+            peak[host] = max(peak.get(host, 0), now[host])
+            sizes.append(len(limiter))
+            await asyncio.sleep(0.001)
+            now[host] -= 1
+
+    async def go() -> None:
+        await asyncio.gather(*(one(f"h{i % 50}") for i in range(1000)))
+
+    asyncio.run(go())
+    assert max(peak.values()) == 2
+    assert max(sizes) <= 50
+    assert len(limiter) == 0  # nothing kept once every host is idle
+
+
+def test_per_host_limiter_keeps_no_entry_after_cancellation() -> None:
+    from fetcher.pacing import PerHostLimiter
+
+    limiter = PerHostLimiter(1)
+
+    async def go() -> None:
+        async def hold() -> None:
+            async with limiter.hold("h"):
+                await asyncio.sleep(10)
+
+        tasks = [asyncio.create_task(hold()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert len(limiter) == 1
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(go())
+    assert len(limiter) == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 from abc import ABC, abstractmethod
-from types import TracebackType
 
 from ..config import Config, load_cafile
 from ..http1 import ResponseHead
@@ -33,12 +32,7 @@ class Backend(ABC):
     async def __aenter__(self) -> Backend:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 

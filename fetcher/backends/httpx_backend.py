@@ -1,19 +1,25 @@
-"""The httpx backend: one httpx.AsyncClient per run, with httpx's errors mapped onto ours.
+"""The httpx backend: httpx's models and httpcore's connections, plugged together only where
+both libraries document a way in.
 
-httpx (with httpcore and h11, or h2 with --http2) does the HTTP; afetch adds what a header
-survey needs and httpx does not give on its own:
+httpx and httpcore do the HTTP (h11; h2 with --http2). afetch adds what a header survey needs:
 
-- a network backend under httpcore (`_TracedNetwork`) that resolves names with the same cached
-  resolver as the raw backend, connects to the addresses in order, and reports every step to the
-  fetch's Trace: phase, peer address, dns/connect/tls/ttfb timings, bytes received. It also makes
-  the connect timeout cover TCP *and* TLS together, as on raw (httpcore gives each its own);
-- the same stream holds HTTP/1 bytes up to the final head to the limits of http1.py (the raw
-  backend's HeadParser), so a hostile server gets the same verdict on both backends;
-- the request is streamed and closed once the head is in: bodies are never downloaded;
-- `map_httpx_error`, the one place httpx/httpcore exceptions become FetchErrors.
+- `HeadTransport`, an `httpx.AsyncBaseTransport` (httpx's custom-transport extension point):
+  an httpx.Request in, an httpx.Response out, over a new httpcore HTTP/1.1 connection per
+  request or, with --http2, httpcore's connection pool. Any httpx.AsyncClient can use it; the
+  backend calls it directly, because a client adds only what a survey must not do (collect
+  cookies, build a redirect request for every 3xx, run event hooks);
+- `TracedNetwork`, an `httpcore.AsyncNetworkBackend` on asyncio streams: it resolves names with
+  the raw backend's resolver, tries the addresses in order, bounds TCP + TLS by the connect
+  timeout together (httpcore gives each its own), records dns/connect/tls timings and the peer,
+  raises afetch's errors where an OSError or ssl error happens, and holds HTTP/1 heads to the
+  limits of http1.py with the raw backend's own parser, so a hostile server gets the same
+  verdict on both backends;
+- a `Probe` per fetch, passed as httpcore's `trace` request extension: it learns from httpcore
+  when the request is written and the head awaited (the phase, ttfb);
+- `HTTPCORE_ERRORS`, the one table from httpcore's (and httpx's) exceptions to afetch's.
 
-The engine still owns the total deadline: httpx's timeouts apply per read, so a server dripping
-a byte a second would defeat them alone.
+The engine owns the total deadline: httpcore's timeouts apply per read, so a server dripping a
+byte a second would defeat them alone.
 """
 
 from __future__ import annotations
@@ -22,24 +28,23 @@ import asyncio
 import contextvars
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from http.cookiejar import CookieJar
 from typing import Any, Protocol
 
 import anyio
 import httpcore
 import httpx
 
-from ..config import Config, Request, Timeouts
+from ..config import Config, Request
 from ..errors import (
     ConnectError,
     FetchError,
     FetchTimeout,
     InvalidInput,
+    Phase,
     ProtocolError,
-    TooManyRedirects,
     map_os_error,
 )
 from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decode_field
@@ -57,46 +62,28 @@ H2_FORBIDDEN_HEADERS = frozenset(
 )
 
 
-@dataclass(slots=True)
-class Probe:
-    """What the network layer learns during one fetch, beyond the Trace itself: enough to tell
-    the failures h11 reports alike ("server disconnected") apart the way the raw backend does."""
-
-    trace: Trace
-    received: int = 0  # bytes read from the server
-    closed: bool = False  # the server closed the connection (a read returned EOF)
-    sent: float | None = None  # when the last write finished, for ttfb
-    response: httpx.Response | None = None  # set as soon as httpx has the response head
-
-
-# The probe of the fetch running in the current task. httpcore opens the connection and does
-# all its I/O in the task that sent the request, so the network backend finds it here.
-_PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("afetch_probe", default=None)
-
-
 class HttpxBackend(Backend):
-    """httpx.AsyncClient behind the Backend interface: same records, same error kinds as raw."""
+    """HeadTransport behind the Backend interface: same records, same error kinds as raw."""
 
     name = "httpx"
 
-    def __init__(self, config: Config, network: httpcore.AsyncNetworkBackend | None = None) -> None:
-        """`network` replaces httpcore's anyio backend under the tracing layer (for tests)."""
+    def __init__(self, config: Config) -> None:
         super().__init__(config)
         request = config.request
         self._headers = request_headers(request)
         timeouts = config.timeouts
-        # connect: TCP + TLS (see _TracedNetwork). read/write/pool: backstops only; the engine's
-        # wait_for ends the fetch at `total` whatever these do.
+        # connect: TCP + TLS (see TracedNetwork). read/write/pool: backstops only; the engine's
+        # deadline ends the fetch at `total` whatever these do.
         self._timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.total, write=timeouts.total, pool=timeouts.total
         ).as_dict()
         ssl_context = make_ssl_context(request.verify, request.cafile)
         self._resolver = Resolver(config.resolvers)
-        traced = _TracedNetwork(self._resolver, network or AsyncioNetwork())
-        pool: _Requests
+        network = TracedNetwork(self._resolver)
+        connections: Connections
         if request.http2:
             # HTTP/2 multiplexes requests to one origin over one connection: that needs a pool.
-            pool = httpcore.AsyncConnectionPool(
+            connections = httpcore.AsyncConnectionPool(
                 ssl_context=ssl_context,
                 # The engine never has more than `concurrency` fetches in flight.
                 max_connections=config.limits.concurrency,
@@ -104,19 +91,11 @@ class HttpxBackend(Backend):
                 max_keepalive_connections=0,
                 http1=True,
                 http2=True,
-                network_backend=traced,
+                network_backend=network,
             )
         else:
-            pool = _OneShotConnections(ssl_context, traced)
-        self._client = httpx.AsyncClient(
-            transport=_Transport(pool, ssl_context),
-            follow_redirects=False,  # a redirect is a result to report, not to follow
-            # No proxies or certificate bundles from the environment: the same sockets, the
-            # same trust store and the same result as the raw backend on the same machine.
-            trust_env=False,
-            cookies=_NoCookies(),
-            event_hooks={"response": [_keep_response]},
-        )
+            connections = OneShotConnections(ssl_context, network)
+        self.transport = HeadTransport(connections)
 
     async def fetch(self, target: Target, trace: Trace) -> ResponseHead:
         probe = Probe(trace)
@@ -124,29 +103,20 @@ class HttpxBackend(Backend):
         trace.phase = "connect"
         token = _PROBE.set(probe)
         try:
-            with map_httpx_exceptions(probe, self.config.timeouts):
-                # Built directly (not client.build_request) so exactly our headers are sent, in
-                # the raw backend's order: Host, User-Agent, Accept, Connection, then -H ones.
+            with map_httpcore_exceptions(self._timeout):
+                # Exactly our headers, in the raw backend's order: Host (added by httpx from
+                # the URL), User-Agent, Accept, Connection, then the -H ones.
                 request = httpx.Request(
                     self.config.request.method,
                     target.url,
                     headers=self._headers,
-                    extensions={"timeout": self._timeout},
+                    extensions={"timeout": self._timeout, "trace": probe},
                 )
-                try:
-                    response = await self._client.send(request, stream=True)
-                except (httpx.InvalidURL, httpx.RemoteProtocolError):
-                    # httpx builds the next request for any 3xx with a Location, even when not
-                    # following, and fails on one it cannot parse (mailto:, a bad URL; "Invalid
-                    # URL in location header" is a RemoteProtocolError). The head itself
-                    # arrived: report it, as the raw backend does.
-                    if probe.response is None:
-                        raise
-                    response = probe.response
-                try:
-                    return response_head(response, trace)
-                finally:
-                    await _close(response)
+            response = await self.transport.handle_async_request(request)
+            try:
+                return response_head(response, trace)
+            finally:
+                await _close(response)
         finally:
             _PROBE.reset(token)
 
@@ -159,23 +129,9 @@ class HttpxBackend(Backend):
 
     async def aclose(self) -> None:
         try:
-            await self._client.aclose()
+            await self.transport.aclose()
         finally:
             await self._resolver.aclose()
-
-
-class _NoCookies(CookieJar):
-    """A cookie jar that takes nothing: a survey of a million hosts must not collect their
-    cookies in memory, nor parse them (httpx hands every response to the jar; the stdlib's
-    parse, even one its policy then rejects, was about 4% of this backend's time)."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-
-async def _keep_response(response: httpx.Response) -> None:
-    """httpx event hook: remember the response head for the fetch it belongs to."""
-    _probe().response = response
 
 
 def request_headers(request: Request) -> list[tuple[str, str]]:
@@ -213,107 +169,112 @@ def response_head(response: httpx.Response, trace: Trace) -> ResponseHead:
 
 async def _close(response: httpx.Response) -> None:
     """Close the response (and with it the connection) without reading the body."""
-    with suppress(httpx.HTTPError, OSError, TimeoutError):
+    with suppress(FetchError, TimeoutError):
         async with asyncio.timeout(CLOSE_GRACE):
             await response.aclose()
 
 
-# --- errors -----------------------------------------------------------------------------------
+# --- what one fetch learns ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Probe:
+    """One fetch's Trace, kept up to date from httpcore's `trace` request extension (which
+    httpcore calls with "http11.send_request_headers.started" and the like) and from the
+    network backend, which finds the probe of the fetch it connects for in `_PROBE`."""
+
+    trace: Trace
+    sent: float | None = None  # when the request was written: ttfb counts from here
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace extension: one event of the request's exchange."""
+        if event.endswith("send_request_headers.started"):
+            self.trace.phase = "write"
+        elif event.endswith("receive_response_headers.started"):
+            self.sent = time.perf_counter()
+            self.trace.phase = "read"
+        elif event == "http2.receive_response_headers.complete" and self.sent is not None:
+            # HTTP/2 frames of every stream share one connection: the first byte read may be
+            # the server's SETTINGS, so ttfb is to this stream's head (HTTP/1: first byte).
+            self.trace.mark("ttfb", self.sent)
+
+
+# The probe of the fetch running in the current task. httpcore opens connections and does their
+# I/O in the task that sent the request, and calls the network backend with no request at hand.
+_PROBE: contextvars.ContextVar[Probe | None] = contextvars.ContextVar("afetch_probe", default=None)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+# httpcore's exceptions (and httpx's one its models raise) -> afetch's kind and phase, the most
+# specific class first. Network failures never reach this table as httpcore's exceptions:
+# TracedNetwork raises afetch's own where the OSError happens (WriteFailed carries one through
+# httpcore), and httpcore passes exceptions it does not know through unchanged.
+HTTPCORE_ERRORS: tuple[tuple[type[Exception], type[FetchError], Phase | None], ...] = (
+    (httpcore.PoolTimeout, FetchTimeout, "connect"),  # no free connection: still connecting
+    (httpcore.ConnectTimeout, FetchTimeout, "connect"),
+    (httpcore.ReadTimeout, FetchTimeout, "read"),
+    (httpcore.WriteTimeout, FetchTimeout, "write"),
+    (httpcore.TimeoutException, FetchTimeout, "read"),
+    (httpcore.ConnectError, ConnectError, "connect"),
+    (httpcore.WriteError, ConnectError, "write"),
+    (httpcore.ReadError, ConnectError, "read"),
+    (httpcore.NetworkError, ConnectError, "read"),
+    (httpcore.ProxyError, ConnectError, "connect"),
+    (httpcore.LocalProtocolError, ProtocolError, "write"),  # h11/h2 refused our request
+    (httpcore.RemoteProtocolError, ProtocolError, "read"),  # the server's bytes are not HTTP
+    (httpcore.ProtocolError, ProtocolError, "read"),
+    (httpcore.UnsupportedProtocol, InvalidInput, None),  # a scheme other than http(s)
+    (httpx.InvalidURL, InvalidInput, None),  # httpx.Request refused the URL
+)
+# What a timeout says: the request's timeout extension key it ran out of, and the message.
+_TIMEOUT_MESSAGES: dict[type[Exception], tuple[str, str]] = {
+    httpcore.PoolTimeout: ("pool", "no free connection within {:g} s"),
+    httpcore.ConnectTimeout: ("connect", "connect not done within {:g} s"),
+    httpcore.ReadTimeout: ("read", "no response headers within {:g} s"),
+    httpcore.WriteTimeout: ("write", "write not done within {:g} s"),
+}
+
+
+class WriteFailed(httpcore.WriteError):
+    """A failed write, as afetch's error, in httpcore's type: its HTTP/1.1 connection then
+    still reads, for the early answer a server may have sent before closing."""
+
+    def __init__(self, error: FetchError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def map_httpcore_error(exc: Exception, timeouts: dict[str, float | None]) -> FetchError | None:
+    """The FetchError for an httpcore (or httpx) exception per HTTPCORE_ERRORS; None for one the
+    table does not know (ConnectionNotAvailable, which httpcore retries itself): a bug."""
+    if isinstance(exc, WriteFailed):
+        return exc.error
+    for foreign, ours, phase in HTTPCORE_ERRORS:
+        if not isinstance(exc, foreign):
+            continue
+        if ours is FetchTimeout:
+            key, template = _TIMEOUT_MESSAGES.get(foreign, ("", ""))
+            seconds = timeouts.get(key)
+            if not template or seconds is None:
+                return FetchTimeout(f"{phase} not done in time", phase)
+            return FetchTimeout(template.format(seconds), phase)
+        return ours(_describe(exc), phase)
+    return None
 
 
 @contextmanager
-def map_httpx_exceptions(probe: Probe, timeouts: Timeouts) -> Iterator[None]:
-    """Re-raise httpx/httpcore exceptions from the block as FetchErrors (see map_httpx_error)."""
+def map_httpcore_exceptions(timeouts: dict[str, float | None]) -> Iterator[None]:
+    """Re-raise httpcore/httpx exceptions from the block as FetchErrors (HTTPCORE_ERRORS)."""
     try:
         yield
     except FetchError:
         raise
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict) as exc:
-        raise map_httpx_error(exc, probe, timeouts) from exc
-    except OSError as exc:  # not expected past httpx, but never a traceback if it happens
-        raise map_os_error(exc, probe.trace.phase) from exc
-
-
-def map_httpx_error(exc: Exception, probe: Probe, timeouts: Timeouts) -> FetchError:
-    """The FetchError for an exception raised by httpx, most specific class first.
-
-    ConnectTimeout                 timeout            connect or tls (the phase it was in)
-    ReadTimeout / WriteTimeout     timeout            read / write
-    PoolTimeout                    timeout            connect (no free connection)
-    ConnectError/ReadError/...     by the OSError that caused it, as on raw: dns-error,
-                                   connection-refused, tls-error or connection-error
-    RemoteProtocolError            protocol-error     read; connection-error if the server
-                                                      closed before sending a single byte
-    LocalProtocolError             protocol-error     write
-    other ProtocolError/Decoding   protocol-error     read
-    ProxyError                     connection-error   connect
-    UnsupportedProtocol/InvalidURL invalid-input
-    TooManyRedirects               too-many-redirects redirect
-    any other RequestError         connection-error   the phase it was in
-    anything else                  protocol-error     (a misuse of httpx: a bug of ours)
-    """
-    message = _describe(exc)
-    phase = probe.trace.phase
-    if isinstance(exc, httpx.TimeoutException):
-        if isinstance(exc, httpx.ConnectTimeout):
-            phase = "tls" if phase == "tls" else "connect"
-            return FetchTimeout(f"{phase} not done within {timeouts.connect:g} s", phase)
-        if isinstance(exc, httpx.ReadTimeout):
-            return FetchTimeout(f"no response headers within {timeouts.total:g} s", "read")
-        if isinstance(exc, httpx.WriteTimeout):
-            return FetchTimeout(f"write not done within {timeouts.total:g} s", "write")
-        if isinstance(exc, httpx.PoolTimeout):
-            return FetchTimeout(f"no free connection within {timeouts.total:g} s", "connect")
-        return FetchTimeout(f"{phase} not done in time", phase)
-    if isinstance(exc, httpx.TooManyRedirects):
-        return TooManyRedirects(message, "redirect")
-    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
-        return InvalidInput(message)
-    if isinstance(exc, httpx.ProxyError):
-        return ConnectError(f"proxy: {message}", "connect")
-    if isinstance(exc, httpx.RemoteProtocolError):
-        # httpcore says "server disconnected without sending a response" for a close after
-        # nothing and for a close after junk or half a head; raw tells them apart, so do we.
-        if probe.closed and probe.received == 0:
-            return ConnectError("connection closed without a response", "read")
-        if probe.closed:
-            return ProtocolError("connection closed in the middle of the header section", "read")
-        return ProtocolError(message, "read")
-    if isinstance(exc, httpx.LocalProtocolError):
-        return ProtocolError(message, "write")
-    if isinstance(exc, (httpx.ProtocolError, httpx.DecodingError)):
-        return ProtocolError(message, "read")
-    if isinstance(exc, httpx.NetworkError):
-        if isinstance(exc, httpx.ConnectError):
-            phase = "tls" if phase == "tls" else "connect"
-        elif isinstance(exc, httpx.WriteError):
-            phase = "write"
-        else:  # ReadError, CloseError
-            phase = "read"
-        cause = _root_os_error(exc)
-        if cause is not None:
-            return map_os_error(cause, phase)  # the raw backend's own mapping
-        return ConnectError(message or "connection closed by peer", phase)
-    if isinstance(exc, httpx.RequestError):  # TransportError and any new kind of request failure
-        return ConnectError(message, phase)
-    return ProtocolError(f"{type(exc).__name__}: {message}", phase)  # a misuse of httpx: a bug
-
-
-def _root_os_error(exc: BaseException) -> OSError | None:
-    """The deepest OSError in the __cause__/__context__ chain (httpx -> httpcore -> anyio ->
-    OSError -> ConnectionRefusedError): the most specific reason for the failure."""
-    found: OSError | None = None
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError):
-            found = current
-        if isinstance(current, BaseExceptionGroup) and current.exceptions:
-            current = current.exceptions[0]
-        else:
-            current = current.__cause__ or current.__context__
-    return found
+    except Exception as exc:
+        error = map_httpcore_error(exc, timeouts)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _describe(exc: BaseException) -> str:
@@ -321,31 +282,71 @@ def _describe(exc: BaseException) -> str:
     return text[0].lower() + text[1:]
 
 
-# --- transport and network backend --------------------------------------------------------------
+# --- the transport ------------------------------------------------------------------------------
 
 
-class _Transport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (request/response conversion, exception mapping), running over a
-    connection pool we configure: httpx takes no network backend, httpcore's pool does."""
-
-    def __init__(self, pool: _Requests, ssl_context: ssl.SSLContext) -> None:
-        super().__init__(verify=ssl_context)
-        # Fail loudly if a future httpx renames the attribute, instead of silently using a
-        # pool without our network backend.
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise RuntimeError("unsupported httpx version: AsyncHTTPTransport has no _pool")
-        self._pool = pool  # type: ignore[assignment]
-
-
-class _Requests(Protocol):
-    """What httpx's transport needs of its pool (httpcore's own request interface)."""
+class Connections(Protocol):
+    """What HeadTransport needs of its connections: httpcore's own request interface."""
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response: ...
 
     async def aclose(self) -> None: ...
 
 
-class _OneShotConnections:
+class HeadTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over httpcore connections of our choosing, raising afetch's errors.
+
+    What httpx's own AsyncHTTPTransport does (request and response conversion, one exception
+    table), over connections it cannot be given through its public API.
+    """
+
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        timeouts = request.extensions.get("timeout", {})
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with map_httpcore_exceptions(timeouts):
+            response = await self.connections.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response, timeouts),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self.connections.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """An httpcore response body as httpx wants it, with the same exception table."""
+
+    def __init__(self, response: httpcore.Response, timeouts: dict[str, float | None]) -> None:
+        self._response = response
+        self._timeouts = timeouts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with map_httpcore_exceptions(self._timeouts):
+            async for chunk in self._response.aiter_stream():
+                yield chunk
+
+    async def aclose(self) -> None:
+        with map_httpcore_exceptions(self._timeouts):
+            await self._response.aclose()
+
+
+class OneShotConnections:
     """A new HTTP/1.1 connection per request, closed with its response (we send Connection:
     close). httpcore's pool scans every connection it holds on each request and each release,
     about a hundred comparisons per request at 200 in flight, for connections that are never
@@ -359,6 +360,9 @@ class _OneShotConnections:
         self._network = network
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        if request.url.scheme not in (b"http", b"https"):  # before .origin, which needs a port
+            scheme = request.url.scheme.decode("ascii", "replace")
+            raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         origin = request.url.origin
         host = origin.host.decode("ascii")
         timeout = request.extensions.get("timeout", {}).get("connect")
@@ -377,18 +381,20 @@ class _OneShotConnections:
         """Nothing is held between requests."""
 
 
-def _probe() -> Probe:
-    """The current fetch's probe; a throwaway one if I/O happens outside any fetch."""
-    return _PROBE.get() or Probe(Trace())
+# --- the network backend ------------------------------------------------------------------------
 
 
-class _TracedNetwork(httpcore.AsyncNetworkBackend):
-    """A network backend (AsyncioNetwork by default) with our resolver in front and the Trace
-    kept up to date."""
+class TracedNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's network layer on plain asyncio streams, reporting to the current fetch.
 
-    def __init__(self, resolver: Resolver, network: httpcore.AsyncNetworkBackend) -> None:
+    On asyncio, not anyio (httpcore's default), whose cancel scopes around every read and write
+    (about a dozen per request) were under a profile the largest cost left in this backend. The
+    deadlines those scopes enforce are covered here: connect and TLS by the connect timeout,
+    read and write by the engine's total deadline (never later than httpcore's read timeout).
+    """
+
+    def __init__(self, resolver: Resolver) -> None:
         self._resolver = resolver
-        self._network = network
 
     async def connect_tcp(
         self,
@@ -397,9 +403,11 @@ class _TracedNetwork(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        """Resolve (DNSError as on raw), then try each address in turn, as raw does."""
-        trace = _probe().trace
+    ) -> TracedStream:
+        """Resolve (DNSError as on raw), then try each address in turn within `timeout`, as raw
+        does: a refused or unreachable address moves on to the next."""
+        probe = _PROBE.get() or Probe(Trace())  # outside any fetch: a throwaway one
+        trace = probe.trace
         trace.phase = "dns"
         if not self._resolver.ready and ip_literal(host) is None:
             await self._resolver.start()  # one-time set-up: no part of this fetch's timings
@@ -407,131 +415,24 @@ class _TracedNetwork(httpcore.AsyncNetworkBackend):
         addresses = await self._resolver.resolve(host)
         now = trace.mark("dns", trace.started)
         trace.phase = "connect"
-        deadline = None if timeout is None else time.monotonic() + timeout
-        error: httpcore.ConnectError | None = None
-        for _family, ip in addresses:
-            trace.host_ip = ip
-            try:
-                stream = await self._network.connect_tcp(
-                    ip, port, _remaining(deadline), local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:
-                error = exc
-                continue
-            trace.mark("connect", now)
-            return _TracedStream(stream, deadline)
-        assert error is not None  # addresses is never empty
-        raise error
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - afetch never asks for a Unix socket
-        raise httpcore.UnsupportedProtocol("Unix sockets are not supported")
-
-    async def sleep(self, seconds: float) -> None:  # pragma: no cover - we set no retries
-        await self._network.sleep(seconds)
-
-
-class _TracedStream(httpcore.AsyncNetworkStream):
-    """A network stream that reports phases, timings and received bytes to the current fetch.
-
-    On an HTTP/1 connection it also holds the bytes up to the final response head to afetch's
-    own limits, by feeding them to the raw backend's pure HeadParser as they arrive. h11 still
-    parses the response httpx returns; this only makes a hostile server get the same verdict on
-    both backends, as early: a banner that is not "HTTP/" fails at its first bytes (h11 would
-    wait for a head that never comes), more than MAX_INTERIM_RESPONSES 1xx heads fail (httpcore
-    skips any number), and a header section over the http1.py limits fails at the limit.
-    """
-
-    def __init__(
-        self, stream: httpcore.AsyncNetworkStream, deadline: float | None, http1: bool = True
-    ) -> None:
-        self._stream = stream
-        self._deadline = deadline  # of the connect timeout, which the TLS handshake shares
-        # Until the final head is complete; then the body is none of our business.
-        self._guard: HeadParser | None = HeadParser() if http1 else None
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        probe = _probe()
-        data = await self._stream.read(max_bytes, timeout)
-        if probe.received == 0 and probe.sent is not None:
-            probe.trace.mark("ttfb", probe.sent)
-        probe.received += len(data)
-        if not data:
-            probe.closed = True
-        elif self._guard is not None and self._guard.feed(data) is not None:
-            self._guard = None  # raises ProtocolError, as on raw, before it gets here
-        return data
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        probe = _probe()
-        probe.trace.phase = "write"
-        await self._stream.write(buffer, timeout)
-        probe.sent = time.perf_counter()
-        probe.trace.phase = "read"
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        trace = _probe().trace
-        trace.phase = "tls"
-        started = time.perf_counter()
-        remaining = _remaining(self._deadline) if self._deadline is not None else timeout
-        stream = await self._stream.start_tls(ssl_context, server_hostname, remaining)
-        trace.mark("tls", started)
-        ssl_object = stream.get_extra_info("ssl_object")
-        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-        return _TracedStream(stream, None, http1=alpn != "h2")  # h2 starts with binary frames
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return max(deadline - time.monotonic(), 0.0)
-
-
-__all__ = ["HttpxBackend", "Probe", "map_httpx_error", "map_httpx_exceptions"]
-
-
-# --- an asyncio network backend for httpcore -----------------------------------------------------
-
-
-class AsyncioNetwork(httpcore.AsyncNetworkBackend):
-    """httpcore's network layer on plain asyncio streams.
-
-    httpcore's default goes through anyio, which opens a cancel scope around every read and
-    write (about a dozen per request): under a profile that was the largest cost left in the
-    httpx backend. The deadlines those scopes enforce are all covered here: connect (with TLS)
-    by the caller's connect timeout, and read/write by the engine's total deadline, which is
-    never later than httpx's read timeout (set to the same total).
-    """
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         local = None if local_address is None else (local_address, 0)
+        failure: OSError | None = None
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+            async with asyncio.timeout_at(deadline):
+                for _family, ip in addresses:
+                    trace.host_ip = ip
+                    try:
+                        reader, writer = await asyncio.open_connection(ip, port, local_addr=local)
+                    except OSError as exc:
+                        failure = exc
+                        continue
+                    trace.mark("connect", now)
+                    return TracedStream(reader, writer, probe, deadline, timeout)
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        return AsyncioStream(reader, writer)
+            raise FetchTimeout(f"connect not done within {timeout:g} s", "connect") from exc
+        assert failure is not None  # addresses is never empty
+        raise map_os_error(failure, "connect") from failure
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -542,18 +443,56 @@ class AsyncioNetwork(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class AsyncioStream(httpcore.AsyncNetworkStream):
-    """One connection as asyncio streams, with httpcore's exception types."""
+class TracedStream(httpcore.AsyncNetworkStream):
+    """One connection as asyncio streams: afetch's errors where an OSError happens, timings to
+    the fetch that opened it.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    On HTTP/1 it also holds the bytes up to the final response head to afetch's own limits, by
+    feeding them to the raw backend's pure HeadParser as they arrive. h11 still parses the
+    response httpx returns; this only makes a hostile server get the same verdict on both
+    backends, as early: a banner that is not "HTTP/" fails at its first bytes (h11 would wait
+    for a head that never comes), more than MAX_INTERIM_RESPONSES 1xx heads fail (httpcore
+    skips any number), a header section over the http1.py limits fails at the limit, and a close
+    before the head is complete fails as on raw (h11 says "server disconnected" for all).
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        probe: Probe,
+        deadline: float | None,
+        connect_timeout: float | None,
+    ) -> None:
         self._reader = reader
         self._writer = writer
+        self._probe = probe  # an HTTP/1 connection serves only the fetch that opened it
+        self._deadline = deadline  # of the connect timeout, which the TLS handshake shares
+        self._connect_timeout = connect_timeout
+        # Until the final head is complete; then the body is none of our business.
+        self._guard: HeadParser | None = HeadParser()
+        self._received = 0  # bytes read so far
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            return await self._reader.read(max_bytes)
+            data = await self._reader.read(max_bytes)
         except OSError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
+            raise map_os_error(exc, "read") from exc
+        if not data:
+            if self._guard is not None:  # the HTTP/1 head is not complete
+                self._guard.feed_eof()
+                raise ConnectError("connection closed without a response", "read")
+            if not self._received:  # HTTP/2, closed before a single frame
+                raise ConnectError("connection closed without a response", "read")
+            return data
+        if self._guard is not None:
+            sent = self._probe.sent
+            if not self._received and sent is not None:
+                self._probe.trace.mark("ttfb", sent)
+            if self._guard.feed(data) is not None:  # raises ProtocolError, as on raw
+                self._guard = None
+        self._received += len(data)
+        return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -562,7 +501,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             self._writer.write(buffer)
             await self._writer.drain()
         except OSError as exc:
-            raise httpcore.WriteError(str(exc)) from exc
+            raise WriteFailed(map_os_error(exc, "write")) from exc
 
     async def aclose(self) -> None:
         # A response head is all we want: drop the connection without a goodbye round trip.
@@ -574,15 +513,22 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        trace = self._probe.trace
+        trace.phase = "tls"
+        started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(self._deadline):
                 await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
         except TimeoutError as exc:
             self._writer.transport.abort()
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except (OSError, ssl.SSLError) as exc:
+            raise FetchTimeout(f"tls not done within {self._connect_timeout:g} s", "tls") from exc
+        except OSError as exc:  # ssl.SSLError is one
             self._writer.transport.abort()
-            raise httpcore.ConnectError(str(exc)) from exc
+            raise map_os_error(exc, "tls") from exc
+        trace.mark("tls", started)
+        ssl_object = self._writer.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self._guard = None  # HTTP/2 starts with binary frames
         return self
 
     def get_extra_info(self, info: str) -> Any:
@@ -597,3 +543,17 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if info == "is_readable":
             return self._reader.at_eof()  # idle-connection check: EOF is what matters
         return None
+
+
+__all__ = [
+    "HTTPCORE_ERRORS",
+    "HeadTransport",
+    "HttpxBackend",
+    "OneShotConnections",
+    "Probe",
+    "TracedNetwork",
+    "TracedStream",
+    "WriteFailed",
+    "map_httpcore_error",
+    "map_httpcore_exceptions",
+]
