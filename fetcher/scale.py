@@ -116,7 +116,7 @@ async def _fetch(
 ) -> bool:
     """Run the engine over the chunk; True if the run's stop cut it short."""
     async with Engine(config, recorded=recorded) as engine:
-        run = asyncio.ensure_future(engine.run(lines, sink))
+        run = asyncio.ensure_future(engine.run(_unpaused(lines), sink))
         while _stop is not None and not run.done():
             await asyncio.wait({run}, timeout=STOP_POLL_S)
             if _stop.is_set() and not run.done():
@@ -126,6 +126,15 @@ async def _fetch(
                 return True
         await run
     return False
+
+
+async def _unpaused(lines: Sequence[str]) -> AsyncIterator[str]:
+    """The chunk's lines as an async iterable: the engine yields to the loop once per line of a
+    plain list (to let a long list be read while fetches run), which a chunk, already in
+    memory, does not need. That pass per line cost about 60 us a request here (5 000 targets
+    against nginx, -c 100: 265-290 us of CPU a request with it, 155-175 without)."""
+    for line in lines:
+        yield line
 
 
 class _Records:
