@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
+import gc
 import hashlib
 import importlib
 import math
@@ -101,6 +102,11 @@ def run_chunk(
     records = _Records(config, stdout, file)
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         interrupted = runner.run(_fetch(config, lines, recorded, records))
+    # A chunk's event loop, backend and engine end in reference cycles, which the young-
+    # generation threshold a run raises (runner.tune_gc) leaves for long: a worker grew about
+    # 0.3 MB a chunk (30 MB to 49 MB in a minute). Collected here, it stays flat; the objects of
+    # start-up are frozen, so this scans little more than the chunk's own garbage.
+    gc.collect()
     return ChunkResult(
         number,
         b"".join(records.stdout),

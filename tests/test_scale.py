@@ -518,3 +518,14 @@ def test_cluster_local_from_the_command_line(hosts: LoopbackHosts) -> None:
     assert len(done.stdout.splitlines()) == 50
     # Only afetch's own summary on stderr: none of distributed's log lines.
     assert done.stderr.decode().startswith("afetch: 50 targets"), done.stderr
+
+
+def test_a_chunk_leaves_no_cycles_behind(hosts: LoopbackHosts) -> None:
+    """A worker runs chunk after chunk: each one's loop, backend and engine must be freed when
+    it ends, not when the (raised) GC threshold is next reached."""
+    import gc
+
+    port = hosts.serve(replies(response()))
+    config = make_config(concurrency=4)
+    scale.run_chunk(config, [f"127.0.0.1:{port}/{i}" for i in range(20)])
+    assert gc.collect() < 50
