@@ -174,21 +174,21 @@ def ab(work: Workload) -> Client:
     return Client("ab", argv, _ab_tally)
 
 
-def _httprobe_tally(stdout: Path) -> Tally:
+def _httprobe_https_tally(stdout: Path) -> Tally:
     lines = [line for line in stdout.read_text(errors="replace").splitlines() if line.strip()]
     return Tally(len(lines), len(lines))  # it prints only the URLs that answered
 
 
-def httprobe(work: Workload) -> Client | None:
-    """tomnomnom's httprobe, if installed (a Go tool, in no registry the bench installs from):
+def httprobe_https(work: Workload, binary: Path | None = None) -> Client | None:
+    """tomnomnom's httprobe (build_httprobe finds it on PATH), a Go tool:
     host:port lines on stdin, https only (-s -p https:PORT), -c workers."""
-    program = shutil.which("httprobe")
+    program = str(binary) if binary is not None else shutil.which("httprobe")
     if program is None:
         return None
     port = work.urls[0].rsplit(":", 1)[1].strip("/")
     hosts = [url.split("//", 1)[1].rsplit(":", 1)[0] for url in work.urls]
     argv = (program, "-s", "-p", f"https:{port}", "-c", str(work.concurrency))
-    return Client("httprobe", argv, _httprobe_tally, lambda: chunked_lines(hosts))
+    return Client("httprobe", argv, _httprobe_https_tally, lambda: chunked_lines(hosts))
 
 
 def _summary_tally(stdout: Path) -> Tally:
@@ -233,3 +233,36 @@ def uvloop_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def afetch_with(command: str, name: str, work: Workload, *extra: str) -> Client:
+    """afetch raw with extra options (--workers N, --cluster local:N), targets on stdin."""
+    argv = (*afetch(command, "raw", work).argv, *extra)
+    return Client(name, argv, _afetch_tally, work.stdin_chunks)
+
+
+def _httprobe_tally(stdout: Path) -> Tally:
+    # httprobe prints the URL of each probe that answered, and nothing for the others.
+    lines = stdout.read_text(errors="replace").splitlines()
+    answered = sum(1 for line in lines if line.startswith("http://"))
+    return Tally(len(lines), answered)
+
+
+def httprobe(binary: Path, work: Workload) -> Client:
+    """tomnomnom's httprobe (Go): hosts on stdin, one plain-HTTP probe each on the workload's
+    port (-s drops its default :80 and :443 probes). Its -c is split between an HTTPS and an
+    HTTP pool, and only the HTTP one works here: twice the concurrency gives it as many."""
+    hosts = [url.split("//", 1)[1].split(":", 1)[0] for url in work.urls]
+    port = work.urls[0].rsplit(":", 1)[1].rstrip("/")
+    timeout_ms = str(int(work.timeout_s * 1000))
+    argv = (
+        str(binary),
+        "-s",
+        "-p",
+        f"http:{port}",
+        "-c",
+        str(2 * work.concurrency),
+        "-t",
+        timeout_ms,
+    )
+    return Client("httprobe (Go)", argv, _httprobe_tally, lambda: chunked_lines(hosts))

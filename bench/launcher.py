@@ -6,8 +6,9 @@ from the benchmark, every client would report at least the benchmark's own ~35 M
 is started with ``python -S -I`` and imports nothing, so the floor it passes on is a few MB; the
 benchmark measures that floor once (``true``) and reports readings at the floor as "<= floor".
 
-Writes ``wall_seconds maxrss_kib exit_code cpu_seconds`` (user + system) to RESULT_FILE and
-exits with the command's code.
+Writes ``wall_seconds maxrss_kib exit_code cpu_seconds`` to RESULT_FILE and exits with the
+command's code. cpu_seconds is user + system time of the command and of every descendant it
+waited for (a worker pool's processes included).
 """
 
 import os

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -35,8 +35,8 @@ class ChildRun:
     returncode: int | None
     timed_out: bool
     stderr_tail: str
-    # user + system CPU of the client: far steadier than wall time on a busy machine
-    cpu_s: float = 0.0
+    cpu_s: float = 0.0  # user + system, the child's and its waited-for descendants'
+    tree_peak_rss_kib: int = 0  # with sample_tree: the largest sum of RSS over all its processes
 
     @property
     def peak_rss_mb(self) -> float:
@@ -87,12 +87,15 @@ def run_child(
     stdin: Iterable[bytes] | None = None,
     stdout: Path | None = None,
     workdir: Path,
+    sample_tree: bool = False,
 ) -> ChildRun:
     """Run ``argv`` to completion (or kill it at ``timeout_s``) and measure it.
 
     ``stdin`` is streamed from a thread, so a million targets never sit in a list here.
     ``stdout`` is a file to keep (``None`` discards it). Wall time runs from the launcher's fork
     to the client's exit, so it covers the client's own start-up: that is what a user waits for.
+    ``sample_tree``: every TREE_SAMPLE_S, add up the RSS of every process under the child (a
+    worker pool's too) and keep the largest sum.
     """
     stderr_path = workdir / "child.stderr"
     result_path = workdir / "child.result"
@@ -123,6 +126,14 @@ def run_child(
                     timed_out = True
                     _kill_group(proc.pid)
 
+        sampler: threading.Thread | None = None
+        tree_peak = [0]
+        if sample_tree:
+            sampler = threading.Thread(
+                target=_sample_tree, args=(proc.pid, tree_peak, lambda: exited), daemon=True
+            )
+            sampler.start()
+
         timer = threading.Timer(timeout_s, on_timeout)
         timer.daemon = True
         timer.start()
@@ -144,6 +155,8 @@ def run_child(
             timer.cancel()
         if feeder is not None:
             feeder.join(timeout=5)
+        if sampler is not None:
+            sampler.join(timeout=5)
         err.seek(0, os.SEEK_END)
         size = err.tell()
         err.seek(max(0, size - STDERR_TAIL_BYTES))
@@ -166,7 +179,48 @@ def run_child(
         returncode=returncode,
         timed_out=timed_out,
         stderr_tail=tail,
+        tree_peak_rss_kib=tree_peak[0],
     )
+
+
+# How often the process tree's RSS is summed: often enough to catch a peak that lasts a second.
+TREE_SAMPLE_S = 0.2
+
+
+def tree_rss_kib(root: int) -> int:
+    """The RSS of `root` and of every process under it, summed (Linux /proc), in KiB. The
+    launcher's own few MB are left out: it is not the client."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+                parents[int(entry)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    under = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in under and pid not in under:
+                under.add(pid)
+                grew = True
+    total = 0
+    for pid in under - {root}:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as statm:
+                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _sample_tree(root: int, peak: list[int], done: Callable[[], bool]) -> None:
+    while not done():
+        peak[0] = max(peak[0], tree_rss_kib(root))
+        time.sleep(TREE_SAMPLE_S)
 
 
 def rss_floor_kib(workdir: Path) -> int:

@@ -13,6 +13,7 @@ import argparse
 import atexit
 import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ from report import Check, Measurement, Summary
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_JSON_OUT = BENCH_DIR / "results" / "latest.json"
-CASES = ("throughput", "https", "latency", "memory", "startup")
+CASES = ("throughput", "https", "latency", "memory", "startup", "scaling")
 
 # The issue's targets, checked at the end of every run.
 RAW_VS_CURL = 1.0
@@ -52,6 +53,13 @@ HTTPS_RAW_VS_CURL = 0.95
 TLS_INFO_COST = 0.95
 VERSION_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 10.0
+# Issue 11's targets: --workers 2 against the other clients and one process, Dask against it,
+# and the memory of every process of a --workers 2 run together.
+WORKERS_VS_CURL = 1.0
+WORKERS_VS_HTTPROBE = 1.0
+WORKERS_CPU_PER_REQUEST = 1.10
+DASK_VS_WORKERS = 0.8
+SCALING_MEMORY_MAX_MB = 150.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,9 @@ class Plan:
     afetch_timeout_s: float = 10.0
     # A TLS handshake costs both sides far more than a request: fewer targets than throughput.
     https_targets: int = 5_000
+    # The scaling case: larger than throughput's, so a pool's start-up (about 0.3 s a worker
+    # process, 1-2 s a Dask cluster) is a part of the run, not most of it.
+    scaling_targets: int = 40_000
 
     @classmethod
     def full(cls, child_timeout_s: float) -> Plan:
@@ -80,7 +91,20 @@ class Plan:
     @classmethod
     def quick(cls, child_timeout_s: float) -> Plan:
         return cls(
-            2, 2_000, 200, 1_000, 500, 0.2, 100_000, 10_000, 500, 20, child_timeout_s, 10.0, 1_000
+            2,
+            2_000,
+            200,
+            1_000,
+            500,
+            0.2,
+            100_000,
+            10_000,
+            500,
+            20,
+            child_timeout_s,
+            10.0,
+            1_000,
+            10_000,
         )
 
     def memory_timeout_s(self, targets: int) -> float:
@@ -218,7 +242,7 @@ class Bench:
                 clients.curl(work, str(ca_file)),
                 clients.ab(work),  # verifies nothing
             ]
-            httprobe = clients.httprobe(work)
+            httprobe = clients.httprobe_https(work, build_httprobe(self.tmp))
             if httprobe is not None:
                 lineup.append(httprobe)
             else:
@@ -390,6 +414,188 @@ class Bench:
             "runs": [{"targets": run.expected, **run.as_dict()} for run in runs],
         }
 
+    def scaling(self, nginx: servers.Nginx) -> None:
+        """Issue 11: req/s and CPU per request for 1..CPUs worker processes, a 2-worker Dask
+        local cluster and the other clients; then the memory of a --workers 2 run, every
+        process of it summed, on a streamed input."""
+        plan = self.plan
+        work = Workload(
+            clients.make_urls(nginx.hosts, nginx.port, plan.scaling_targets),
+            plan.throughput_concurrency,
+            plan.afetch_timeout_s,
+            self.scratch("scaling"),
+        )
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        command = self.afetch_command
+        lineup = [clients.afetch_with(command, "afetch, 1 process", work)]
+        lineup += [
+            clients.afetch_with(command, f"afetch --workers {n}", work, "--workers", str(n))
+            for n in range(1, max(2, cpus) + 1)
+        ]
+        if importlib.util.find_spec("distributed") is not None:
+            lineup.append(
+                clients.afetch_with(
+                    command, "afetch --cluster local:2", work, "--cluster", "local:2"
+                )
+            )
+        else:
+            progress(
+                "scaling: distributed is not installed (pip install 'afetch[dask]'): no Dask run"
+            )
+        lineup += [clients.curl(work), clients.ab(work)]
+        probe = build_httprobe(self.tmp)
+        if probe is not None:
+            lineup.append(clients.httprobe(probe, work))
+        summaries = self.rounds(lineup, work.size, "scaling")
+        rows = []
+        for summary in summaries:
+            cpu = cpu_per_request_us(summary)
+            rows.append(
+                [
+                    summary.client,
+                    "—" if summary.median_rate() is None else f"{summary.median_rate():,.0f}",
+                    "—" if cpu is None else f"{cpu:.0f}",
+                    report.fmt_rss(summary.peak_rss_mb(), self.rss_floor_mb),
+                    summary.correctness(),
+                ]
+            )
+        emit(
+            f"Scaling: {work.size:,} targets on {len(nginx.hosts)} hosts, {work.concurrency} in"
+            f" flight in all, a new connection each, {plan.rounds} rounds, {cpus} CPUs",
+            report.markdown(
+                ["client", "median req/s", "CPU us/request", "peak RSS MB (one process)", "runs"],
+                rows,
+            )
+            + "\n\nCPU is user + system time of the client and all its processes, over the"
+            " requests made.",
+        )
+        by_name = {summary.client: summary for summary in summaries}
+
+        def rate(name: str) -> float | None:
+            return by_name[name].median_rate() if name in by_name else None
+
+        two = rate("afetch --workers 2")
+        one_cpu = cpu_per_request_us(by_name["afetch, 1 process"])
+        two_cpu = cpu_per_request_us(by_name["afetch --workers 2"])
+        cpu_ratio = report.ratio(two_cpu, one_cpu)
+        self.checks += [
+            report.ratio_check(
+                "--workers 2 vs curl",
+                f">= {WORKERS_VS_CURL}x",
+                report.ratio(two, rate("curl --parallel")),
+                WORKERS_VS_CURL,
+            ),
+            report.ratio_check(
+                "--workers 2 vs httprobe",
+                f">= {WORKERS_VS_HTTPROBE}x",
+                report.ratio(two, rate("httprobe (Go)")),
+                WORKERS_VS_HTTPROBE,
+            ),
+            Check(
+                "--workers 2 CPU/request vs 1 process",
+                f"<= {WORKERS_CPU_PER_REQUEST:.2f}x",
+                "—" if cpu_ratio is None else f"{cpu_ratio:.2f}x",
+                None if cpu_ratio is None else cpu_ratio <= WORKERS_CPU_PER_REQUEST,
+            ),
+            report.ratio_check(
+                "--cluster local:2 vs --workers 2",
+                f">= {DASK_VS_WORKERS}x",
+                report.ratio(rate("afetch --cluster local:2"), two),
+                DASK_VS_WORKERS,
+            ),
+        ]
+        memory = self.scaling_memory(nginx)
+        self.results["scaling"] = {
+            "targets": work.size,
+            "concurrency": work.concurrency,
+            "rounds": plan.rounds,
+            "cpus": cpus,
+            "clients": [
+                {**summary.as_dict(), "cpu_us_per_request": cpu_per_request_us(summary)}
+                for summary in summaries
+            ],
+            "memory": memory,
+        }
+
+    def scaling_memory(self, nginx: servers.Nginx) -> list[dict[str, object]]:
+        plan = self.plan
+        argv = (
+            *shlex.split(self.afetch_command),
+            "--workers",
+            "2",
+            "-c",
+            str(plan.memory_concurrency),
+            "-t",
+            f"{plan.afetch_timeout_s:g}",
+            "--json",
+        )
+        runs = []
+        for size in (plan.memory_small, plan.memory_large):
+
+            def targets(size: int = size) -> Iterable[bytes]:
+                return clients.chunked_lines(clients.stream_urls(nginx.hosts, nginx.port, size))
+
+            workdir = self.scratch(f"scaling-memory-{size}")
+            child = run_child(
+                argv,
+                timeout_s=plan.memory_timeout_s(size),
+                stdin=targets(),
+                workdir=workdir,
+                sample_tree=True,
+            )
+            shutil.rmtree(workdir, ignore_errors=True)
+            total_mb = child.tree_peak_rss_kib / 1024
+            progress(
+                f"scaling memory: --workers 2, {size:>9,} targets {child.wall_s:7.1f} s "
+                f" {size / child.wall_s:9,.0f} req/s  {total_mb:5.1f} MB in all"
+                f"  {'ok' if child.clean_exit else 'FAIL'}"
+            )
+            runs.append(
+                {
+                    "targets": size,
+                    "wall_s": round(child.wall_s, 2),
+                    "total_peak_rss_mb": round(total_mb, 1),
+                    "largest_process_rss_mb": round(child.peak_rss_mb, 1),
+                    "clean_exit": child.clean_exit,
+                }
+            )
+        emit(
+            "Scaling memory: --workers 2, targets streamed on stdin,"
+            f" {plan.memory_concurrency} in flight, JSON to /dev/null",
+            report.markdown(
+                ["targets", "wall s", "total peak RSS MB (all processes)", "largest process MB"],
+                [
+                    [
+                        f"{run['targets']:,}",
+                        f"{run['wall_s']}",
+                        f"{run['total_peak_rss_mb']}",
+                        f"{run['largest_process_rss_mb']}",
+                    ]
+                    for run in runs
+                ],
+            ),
+        )
+        small, large = runs
+        growth = report.ratio(
+            float(str(large["total_peak_rss_mb"])), float(str(small["total_peak_rss_mb"]))
+        )
+        self.checks += [
+            Check(
+                f"--workers 2 memory at {plan.memory_large:,}, all processes",
+                f"<= {SCALING_MEMORY_MAX_MB:.0f} MB",
+                f"{large['total_peak_rss_mb']} MB",
+                bool(large["clean_exit"])
+                and float(str(large["total_peak_rss_mb"])) <= SCALING_MEMORY_MAX_MB,
+            ),
+            Check(
+                f"--workers 2 memory {plan.memory_large:,} vs {plan.memory_small:,}",
+                f"<= {MEMORY_GROWTH:.2f}x",
+                "—" if growth is None else f"{growth:.2f}x",
+                None if growth is None else growth <= MEMORY_GROWTH,
+            ),
+        ]
+        return runs
+
     def startup(self) -> None:
         rows = []
         results: dict[str, object] = {}
@@ -428,6 +634,22 @@ class Bench:
             report.markdown(["command", "median ms", "min–max", "runs"], rows),
         )
         self.results["startup"] = results
+
+
+def cpu_per_request_us(summary: Summary) -> float | None:
+    """The median over good runs of CPU time per request, in microseconds."""
+    values = [run.child.cpu_s / run.expected * 1e6 for run in summary.good if run.child.cpu_s]
+    return statistics.median(values) if values else None
+
+
+def build_httprobe(tmp: Path) -> Path | None:
+    """tomnomnom's httprobe from PATH (`go install github.com/tomnomnom/httprobe@latest` puts it
+    there); None, with a message, where it is not installed. The bench ships no copy of it."""
+    found = shutil.which("httprobe")
+    if found:
+        return Path(found)
+    progress("httprobe is not on PATH (go install github.com/tomnomnom/httprobe@latest): skipped")
+    return None
 
 
 def progress(message: str) -> None:
@@ -597,8 +819,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "latency": bench.latency,
                 "memory": lambda: bench.memory(nginx),
                 "startup": bench.startup,
+                "scaling": lambda: bench.scaling(nginx),
             }
-            if {"throughput", "memory"} & set(cases):
+            if {"throughput", "memory", "scaling"} & set(cases):
                 nginx.start()
                 progress(f"nginx on {', '.join(nginx.hosts)} port {nginx.port}")
             for case in CASES:
@@ -610,7 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             output.update(bench.results)
             output["checks"] = [check.as_dict() for check in bench.checks]
             if bench.checks:
-                emit("Targets (issues 6 and 12)", report.checks_table(bench.checks))
+                emit("Targets (issues 6, 11 and 12)", report.checks_table(bench.checks))
             args.json_out.parent.mkdir(parents=True, exist_ok=True)
             args.json_out.write_text(json.dumps(output, indent=2) + "\n")
             print(f"results written to {args.json_out}", flush=True)

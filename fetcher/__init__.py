@@ -24,6 +24,7 @@ TYPE_CHECKING = False
 # Public name -> the module that defines it. README "As a library" lists the same names.
 _EXPORTS = {
     "Backend": "backends",
+    "ChunkResult": "scale",
     "Config": "config",
     "ConfigError": "config",
     "ConnectError": "errors",
@@ -51,6 +52,7 @@ _EXPORTS = {
     "Trace": "models",
     "fetch_all": "stream",
     "parse_target": "targets",
+    "run_chunk": "scale",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     )
     from .http1 import ResponseHead
     from .models import Redirect, Result, Trace
+    from .scale import ChunkResult, run_chunk
     from .stream import fetch_all
     from .targets import Target, parse_target
 

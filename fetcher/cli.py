@@ -19,6 +19,7 @@ from .config import (
     Config,
     ConfigError,
     ConfigKey,
+    Fanout,
     Run,
     TomlType,
     declared,
@@ -35,6 +36,7 @@ ENV_PREFIX = "AFETCH"
 DECLARED: list[tuple[type[Any], str, Spec]] = [
     *((Config, path, spec) for path, spec in declared(Config)),
     *((Run, path, spec) for path, spec in declared(Run)),
+    *((Fanout, path, spec) for path, spec in declared(Fanout)),
 ]
 # Parameter names a config file or AFETCH_* variable may set.
 CONFIGURABLE = frozenset(spec.name for _, _, spec in DECLARED if spec.configurable)
@@ -335,7 +337,8 @@ def afetch(targets: tuple[str, ...], **values: Any) -> None:
     from . import runner  # heavy: --help and --version stay fast without it
 
     try:
-        prepared = runner.prepare(Config.from_options(values), Run.from_options(values), targets)
+        config, files = Config.from_options(values), Run.from_options(values)
+        prepared = runner.prepare(config, files, targets, Fanout.from_options(values))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     sys.exit(runner.exit_code(prepared.run()))

@@ -529,6 +529,93 @@ def _build(cls: type[Any], values: Mapping[str, Any]) -> Any:
     return cls(**top)
 
 
+# Where --cluster local:N starts a Dask LocalCluster of N worker processes on this host.
+LOCAL_CLUSTER = "local:"
+
+
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """How a run is spread (scale.py): over `workers` processes on this host, over a Dask
+    cluster, or (neither) in this process alone; and which shard of the input it takes.
+    Workers get the Config, never this: it is about where the work runs, not what it is."""
+
+    workers: int = option(  # worker processes; 0: fetch in this process
+        0, "--workers", group="Concurrency", parse=lambda text: parse_workers(text),
+        metavar="N|auto", shown_default="none", help="Fetch in N processes (auto: per CPU).",
+    )  # fmt: skip
+    cluster: str | None = option(  # a Dask scheduler's address (tcp://host:8786), or local:N
+        None, "--cluster", group="Concurrency", metavar="ADDRESS", configurable=False,
+        shown_default="none", help="Fetch on Dask: tcp://HOST:8786, local:N.",
+    )  # fmt: skip
+    shard: tuple[int, int] | None = option(  # (K, N), 1 <= K <= N: this run's share of hosts
+        None, "--shard", group="Input", parse=lambda text: parse_shard(text), metavar="K/N",
+        configurable=False, shown_default="all", help="Fetch share K of N of the hosts only.",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"workers must be 1 or more, got {self.workers}")
+        if self.workers and self.cluster:
+            raise ConfigError("--workers and --cluster exclude each other: choose one")
+        if self.cluster is not None:
+            if not self.cluster.strip():
+                raise ConfigError("--cluster: empty address")
+            if self.cluster.startswith(LOCAL_CLUSTER):
+                count = self.cluster[len(LOCAL_CLUSTER) :]
+                if not (count.isdigit() and int(count) >= 1):
+                    raise ConfigError(f"--cluster {self.cluster}: expected local:N, N >= 1")
+        if self.shard is not None:
+            k, n = self.shard
+            if not 1 <= k <= n:
+                raise ConfigError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> Fanout:
+        fanout: Fanout = _build(cls, values)
+        return fanout
+
+    @property
+    def parallel(self) -> bool:
+        """Whether records are fetched outside this process."""
+        return bool(self.workers or self.cluster)
+
+    def check(self, config: Config) -> None:
+        """Refuse what cannot be kept across workers. A --per-host cap holds by sending each
+        host to one chunk at a time; input order holds by writing chunks in input order; both
+        at once would need chunks that are neither, so the pair is refused."""
+        if self.parallel and config.limits.per_host and config.order == "input":
+            raise ConfigError(
+                "--per-host with --order input cannot both be kept across workers:"
+                " drop one, or run without --workers/--cluster"
+            )
+
+
+def parse_workers(text: str) -> int:
+    """--workers: N >= 1, or auto: the CPUs this process may run on; empty: 0, none."""
+    import os
+
+    if not text.strip():
+        return 0
+    if text.strip().lower() == "auto":
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on this platform
+            return os.cpu_count() or 1
+    if not (text.strip().isdigit() and int(text) >= 1):
+        raise ConfigError(f"invalid worker count {text!r} (expected N >= 1 or auto)")
+    return int(text)
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """--shard K/N -> (K, N); empty -> None (the whole input)."""
+    if not text.strip():
+        return None
+    k, slash, n = text.strip().partition("/")
+    if not (slash and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise ConfigError(f"invalid shard {text!r} (expected K/N with 1 <= K <= N, e.g. 2/4)")
+    return int(k), int(n)
+
+
 def parse_nameserver(text: str) -> tuple[str, int]:
     """(ip, port) from a --resolver value: IPv4, IPv4:PORT, IPv6, or [IPv6]:PORT; port 53 if
     none is given. Raises ConfigError naming the value."""

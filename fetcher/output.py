@@ -424,6 +424,28 @@ class RecordWriter:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(BATCH_SECONDS, self._flush_from_timer)
 
+    def write_formatted(self, stdout: bytes, file: bytes, records: int) -> None:
+        """Queue records formatted elsewhere (by a worker: see scale.py), as whole lines: the
+        shown ones in stdout's format, every one in the file's. `records` counts them as
+        write() would. Raises OutputClosed or OutputError once a write failed."""
+        if self._error is not None:
+            raise self._error
+        if stdout and self._stdout is not None:
+            self._stdout.add(stdout)
+        if file and self._file is not None:
+            self._file.add(file)
+        self.written += records
+        if self._line_buffered:
+            self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(BATCH_SECONDS, self._flush_from_timer)
+
+    @property
+    def destinations(self) -> tuple[bool, bool]:
+        """Whether records go to stdout, and whether to the -o file."""
+        return self._stdout is not None, self._file is not None
+
     @property
     def file_name(self) -> str | None:
         """The -o file's path, or None without one."""

@@ -80,6 +80,17 @@ class Recorded:
                     continue  # not one of our records: it cannot mark anything as done
         return cls(lines, ports)
 
+    def like(self) -> Recorded:
+        """An empty Recorded of the same kind (by port or not): what add() fills with one
+        chunk's share of the records, for a worker that has no access to the file."""
+        return Recorded(Counter(), Counter() if self._ports is not None else None)
+
+    def add(self, line: str, port: int | None = None) -> None:
+        """Note one record for `line` (for `port` of an expanded line), as load() would."""
+        done = self._lines if port is None or self._ports is None else self._ports
+        key = _key(line, port)
+        done[key] = done.get(key, 0) + 1
+
     def __len__(self) -> int:
         """Records found."""
         return sum(self._lines.values())

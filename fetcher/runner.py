@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from . import extras
 from . import resume as resuming
-from .config import STDOUT, Config, ConfigError, Run
+from .config import STDOUT, Config, ConfigError, Fanout, Run
 from .engine import Engine, Lines
 from .inputs import STDIN, InputError, count_targets, read_lines
 from .jobs import Jobs
@@ -43,6 +43,7 @@ from .tls import expires_within
 
 if TYPE_CHECKING:
     from .progress import ProgressLine
+    from .scale import Pool
 
 Counter = Callable[[], int | None]
 
@@ -139,6 +140,7 @@ class Prepared:
     console: Console
     count: Counter
     recorded: Recorded | None
+    pool: Pool | None = None  # --workers, --cluster: where the lines are fetched
 
     def run(self) -> Outcome:
         return run(
@@ -149,14 +151,20 @@ class Prepared:
             console=self.console,
             count=self.count,
             recorded=self.recorded,
+            pool=self.pool,
         )
 
 
-def prepare(config: Config, files: Run, targets: Sequence[str]) -> Prepared:
+def prepare(
+    config: Config, files: Run, targets: Sequence[str], fanout: Fanout | None = None
+) -> Prepared:
     """Everything a command-line run needs before its first fetch: the concurrency the
     open-file limit allows, the event loop, the inputs, and the writer, with the -o file
-    repaired (--append, --resume), read (--resume) and opened. Raises ConfigError (a usage
-    error) for what cannot be obeyed; nothing is fetched or written before then."""
+    repaired (--append, --resume), read (--resume) and opened; last, with `fanout`, the
+    worker pool or Dask cluster. Raises ConfigError (a usage error) for what cannot be obeyed;
+    nothing is fetched or written before then."""
+    fanout = fanout or Fanout()
+    fanout.check(config)
     concurrency, warning = fit_concurrency(config.limits.concurrency)
     if warning:
         if not config.output.silent:
@@ -200,8 +208,29 @@ def prepare(config: Config, files: Run, targets: Sequence[str]) -> Prepared:
         )
     except OSError as exc:
         raise ConfigError(f"cannot use {output}: {exc.strerror}") from None
-    count = functools.partial(count_targets, targets, lists, Jobs(config).count)
-    return Prepared(config, read_lines(targets, lists), writer, factory, console, count, recorded)
+    lines: Lines = read_lines(targets, lists)
+    expand = Jobs(config).count
+    shard = fanout.shard
+    if shard is not None:
+        from .scale import in_shard, shard_lines
+
+        lines = shard_lines(lines, shard, config.bare_scheme)
+        whole = expand
+
+        def expand(line: str) -> int:  # the progress line counts this shard's targets only
+            return whole(line) if in_shard(line, shard, config.bare_scheme) else 0
+
+    count = functools.partial(count_targets, targets, lists, expand)
+    pool = None
+    if fanout.parallel:  # last: a cluster started here is closed by the run, however it ends
+        from .scale import open_pool
+
+        try:
+            pool = open_pool(fanout, files.loop)
+        except ConfigError:
+            writer.close()
+            raise
+    return Prepared(config, lines, writer, factory, console, count, recorded, pool)
 
 
 def run(
@@ -213,6 +242,7 @@ def run(
     console: Console | None = None,
     count: Counter | None = None,
     recorded: Recorded | None = None,
+    pool: Pool | None = None,
 ) -> Outcome:
     """Run the engine over `lines` to completion or interruption; the writer is always flushed
     and closed. Ctrl-C and SIGTERM stop the run gracefully; a second one exits at once (see
@@ -221,18 +251,22 @@ def run(
     With a terminal on stderr (and not --quiet) a progress line shows how far the run is;
     `count()`, if given, says how many targets there are, for its ETA; `recorded` (--resume)
     holds the targets an earlier run recorded, which are skipped. --stats prints the summary
-    on stderr at the end, however the run ended.
+    on stderr at the end, however the run ended. With a `pool` (--workers, --cluster) the
+    lines are fetched there in chunks (scale.py), and this process reads and writes; the pool
+    is closed at the end.
     """
     outcome = Outcome()
     console = console or Console(stdin_tty=False, stdout_tty=False, stderr_tty=False)
-    _tune_gc()
+    tune_gc()
     with _signals_for_the_run():
         try:
             # SIGINT is ours, not Python's default: the Runner leaves it alone, so no
             # KeyboardInterrupt is ever raised, in the loop or anywhere else.
             with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(_main(config, lines, writer, outcome, console, count, recorded))
+                runner.run(_main(config, lines, writer, outcome, console, count, recorded, pool))
         finally:
+            if pool is not None:
+                pool.close()
             try:
                 writer.close()
             except OutputClosed:
@@ -316,6 +350,7 @@ async def _main(
     console: Console,
     count: Counter | None,
     recorded: Recorded | None,
+    pool: Pool | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -343,9 +378,15 @@ async def _main(
     try:
         if SIGNALS.received is not None:  # it came while the loop was starting
             stop(SIGNALS.received)
-        tracer = _verbose_printer(sys.stderr) if config.output.verbose else None
-        async with Engine(config, recorded=recorded, tracer=tracer) as engine:
-            await engine.run(lines, sink)
+        if pool is not None:
+            from .scale import fan_out
+
+            update = progress.update if progress is not None else None
+            await fan_out(config, lines, pool, writer, tally, recorded=recorded, on_chunk=update)
+        else:
+            tracer = _verbose_printer(sys.stderr) if config.output.verbose else None
+            async with Engine(config, recorded=recorded, tracer=tracer) as engine:
+                await engine.run(lines, sink)
     except OutputClosed:
         outcome.output_closed = True
     except (OutputError, InputError) as exc:
@@ -401,7 +442,7 @@ def _start_progress(
     return progress
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """A run allocates a few dozen short-lived objects per target, nearly all freed by reference
     counting. Moving the objects of start-up out of the collector's sight and collecting the
     young generation less often saved about 8% of a loopback run's time (see bench/)."""

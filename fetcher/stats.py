@@ -41,6 +41,20 @@ class Reservoir:
         if slot < self.size:
             self.sample[slot] = value
 
+    def merge(self, other: Reservoir) -> None:
+        """Take in another stream's sample (a worker's chunk): the result samples both streams
+        in proportion to the values each saw, so it stays uniform over their union."""
+        self.maximum = _max(self.maximum, other.maximum)
+        seen = self.seen + other.seen
+        if len(self.sample) + len(other.sample) <= self.size:
+            self.sample.extend(other.sample)
+        else:
+            mine = min(len(self.sample), round(self.size * self.seen / seen))
+            theirs = min(len(other.sample), self.size - mine)
+            mine = min(len(self.sample), self.size - theirs)
+            self.sample = self.rng.sample(self.sample, mine) + self.rng.sample(other.sample, theirs)
+        self.seen = seen
+
     def percentile(self, q: float) -> float | None:
         """The nearest-rank q-th percentile (0 < q <= 100) of the sample."""
         if not self.sample:
@@ -102,6 +116,16 @@ class Tally:
         if not tls.verified and tls.verify_error:
             self.unverified[tls.verify_error] = self.unverified.get(tls.verify_error, 0) + 1
 
+    def merge(self, other: Tally) -> None:
+        """Add the counts of another tally (a worker's chunk) to this run's; `started` stays."""
+        self.ok += other.ok
+        self.failed += other.failed
+        self.filtered += other.filtered
+        for mine, theirs in ((self.by_class, other.by_class), (self.by_kind, other.by_kind)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.latency_ms.merge(other.latency_ms)
+
     def summary(self, now: float | None = None) -> str:
         """The --stats report: a few lines for stderr."""
         wall = (time.monotonic() if now is None else now) - self.started
@@ -135,6 +159,12 @@ class Tally:
                 f"  latency  p50 {p50:.1f} ms  p95 {p95:.1f} ms  max {latency.maximum:.1f} ms"
             )
         return "\n".join(lines) + "\n"
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return max(a, b)
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -1,0 +1,627 @@
+"""Fan-out: one run's lines in chunks on worker processes or a Dask cluster, with this process
+the one reader of the input and the one writer of the output, every record exactly once.
+
+    lines ──► chunks ──► Executor.submit(run_chunk) ──► ChunkResult ──► writer, tally, progress
+     (read lazily;     (at most `in_flight` out;       (whole chunks   (in chunk order under
+      by host lane      a worker runs its own          only: formatted  --order input)
+      under --per-host)  engine on its own loop)       bytes + a Tally)
+
+A chunk is a pure call, picklable both ways: (Config, lines) in, the chunk's records already
+formatted for each destination and its Tally out. Any concurrent.futures.Executor runs it (a
+ProcessPoolExecutor for --workers, Dask's `Client.get_executor()` for --cluster). Records are
+written only once their whole chunk came back, so a worker that dies costs a re-run of its
+chunk: nothing is written twice, nothing is lost. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import gc
+import hashlib
+import importlib
+import math
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .config import LOCAL_CLUSTER, Config, ConfigError, Fanout
+from .engine import Engine, Lines
+from .errors import InvalidInput
+from .jobs import Jobs
+from .models import Result
+from .output import RecordWriter, format_jsonl, make_format
+from .resume import Recorded
+from .stats import Tally
+from .targets import is_skipped, parse_target
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event
+
+# Chunks given out per slot (a worker process, a Dask thread): one running, one queued behind
+# it, so a worker never waits for the parent between two chunks. With --rate each slot gets one
+# (the rate is shared among the chunks out, and a queued chunk would take a share unused).
+IN_FLIGHT_PER_SLOT = 2
+# Targets per chunk, per unit of the chunk's concurrency. A chunk waits for its slowest target,
+# so its tail idles the worker (up to --timeout for a silent host): larger chunks spread the
+# tail over more targets. Smaller ones spread a short input evenly over the workers and keep
+# less in memory (about 0.5 KB a record, in the worker and again here). 10: 1 000 targets a
+# chunk at -c 200 over 2 workers; against the bench's nginx (20 000 targets, idle 2-core
+# machine) 10 and 40 ran alike, 4 300-5 500 req/s, and 40 left a 10 000-target input in 3
+# chunks, two of them on one worker.
+CHUNK_PER_CONCURRENCY = 10
+MIN_CHUNK = 64
+# At most this many targets a chunk (-c 1000 over 2 workers: 5 000), so the records of the
+# chunks out stay a few MB.
+MAX_CHUNK = 5_000
+# How often a worker's chunk checks whether the run was interrupted, and how long an
+# interrupted run waits for its workers to hand back what they finished.
+STOP_POLL_S = 0.05
+STOP_WAIT_S = 10.0
+# Pool breaks (a worker process died) in a row, with no chunk coming back between them, after
+# which the run gives up: a chunk that kills every worker it meets would loop forever.
+MAX_BREAKS = 3
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """What one chunk made: its records as whole lines for each destination, and their tally."""
+
+    number: int
+    stdout: bytes  # the shown records, in the stdout format
+    file: bytes  # every record, as JSON Lines (the -o file)
+    records: int  # records as RecordWriter.written counts them
+    tally: Tally
+    interrupted: bool = False  # the run was stopped: the fetches cut off made no record
+
+
+# Set in a worker process by its pool (_worker_start): the run asks its chunks to stop.
+_stop: Event | None = None
+
+
+def run_chunk(
+    config: Config,
+    lines: Sequence[str],
+    *,
+    number: int = 0,
+    recorded: Recorded | None = None,
+    stdout: bool = True,
+    file: bool = False,
+    loop: str = "auto",
+) -> ChunkResult:
+    """Fetch `lines` under `config` on an event loop of its own, and return their records:
+    formatted for stdout (if `stdout`; filters applied) and for the -o file (if `file`).
+    `recorded`: the chunk's share of --resume's records (Recorded.like and add)."""
+    from .runner import loop_factory
+
+    records = _Records(config, stdout, file)
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        interrupted = runner.run(_fetch(config, lines, recorded, records))
+    # A chunk's event loop, backend and engine end in reference cycles, which the young-
+    # generation threshold a run raises (runner.tune_gc) leaves for long: a worker grew about
+    # 0.3 MB a chunk (30 MB to 49 MB in a minute). Collected here, it stays flat; the objects of
+    # start-up are frozen, so this scans little more than the chunk's own garbage.
+    gc.collect()
+    return ChunkResult(
+        number,
+        b"".join(records.stdout),
+        b"".join(records.file),
+        records.count,
+        records.tally,
+        interrupted,
+    )
+
+
+async def _fetch(
+    config: Config, lines: Sequence[str], recorded: Recorded | None, sink: _Records
+) -> bool:
+    """Run the engine over the chunk; True if the run's stop cut it short."""
+    async with Engine(config, recorded=recorded) as engine:
+        run = asyncio.ensure_future(engine.run(_unpaused(lines), sink))
+        while _stop is not None and not run.done():
+            await asyncio.wait({run}, timeout=STOP_POLL_S)
+            if _stop.is_set() and not run.done():
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run
+                return True
+        await run
+    return False
+
+
+async def _unpaused(lines: Sequence[str]) -> AsyncIterator[str]:
+    """The chunk's lines as an async iterable: the engine yields to the loop once per line of a
+    plain list (to let a long list be read while fetches run), which a chunk, already in
+    memory, does not need. That pass per line cost about 60 us a request here (5 000 targets
+    against nginx, -c 100: 265-290 us of CPU a request with it, 155-175 without)."""
+    for line in lines:
+        yield line
+
+
+class _Records:
+    """A worker's sink: what RecordWriter.write does, into memory, plus the tally."""
+
+    def __init__(self, config: Config, stdout: bool, file: bool) -> None:
+        self._shows = config.output.shows
+        self._formatter = make_format(config.output).formatter if stdout else None
+        self._file_formatter = format_jsonl if file else None
+        self.stdout: list[bytes] = []
+        self.file: list[bytes] = []
+        self.count = 0
+        self.tally = Tally()
+
+    def __call__(self, result: Result) -> None:
+        shown = self._shows(result.status_code)
+        self.tally.count(result, shown=shown)
+        text = b""
+        if shown and self._formatter is not None:
+            text = self._formatter(result).encode("utf-8")
+            self.stdout.append(text)
+        if self._file_formatter is not None:
+            same = bool(text) and self._formatter is self._file_formatter
+            self.file.append(text if same else self._file_formatter(result).encode("utf-8"))
+        elif not text:
+            return
+        self.count += 1
+
+
+# -- where chunks run ----------------------------------------------------------------------------
+
+
+class Pool(Protocol):
+    """Where chunks run: `slots` of them at once."""
+
+    slots: int
+    loop: str  # the event loop a chunk runs on (--loop)
+    stops_early: bool  # stop() makes running chunks hand back what they finished
+
+    def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any: ...
+
+    def renew(self) -> None:
+        """After a cf.BrokenExecutor: a working executor again, or raise the error."""
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class WorkerPool:
+    """--workers N: a ProcessPoolExecutor of N spawned processes (spawn: no copy of this
+    process's threads and event loop; about 0.3 s to start each). Workers ignore SIGINT and
+    SIGTERM: the parent, which owns the output, stops them (stop()) and takes what they did."""
+
+    stops_early = True
+
+    def __init__(self, workers: int, loop: str = "auto") -> None:
+        self.slots = workers
+        self.loop = loop
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._executor = self._new()
+
+    def _new(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(
+            self.slots, self._context, initializer=_worker_start, initargs=(self._stop,)
+        )
+
+    def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
+        # The executor starts its processes in submit(): they are born with both signals
+        # blocked, so a Ctrl-C to the whole terminal group cannot end one while it starts up,
+        # before _worker_start ignores them. The parent gets any that came meanwhile after.
+        with _signals_blocked():
+            return self._executor.submit(fn, *args, **kwargs)
+
+    def renew(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_start(stop: Event) -> None:
+    """A worker process's first call: the signals are the parent's to handle."""
+    global _stop
+    _stop = stop
+    from .runner import tune_gc
+
+    tune_gc()  # what the parent does for one process: the same saving per request here
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):  # not on this platform
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+class ExecutorPool:
+    """Any concurrent.futures.Executor (Dask's among them) with `slots` chunks at once. A
+    broken executor is not renewed: its error ends the run."""
+
+    stops_early = False
+
+    def __init__(
+        self,
+        executor: cf.Executor,
+        slots: int,
+        loop: str = "auto",
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.slots = max(1, slots)
+        self.loop = loop
+        self._executor = executor
+        self._on_close = on_close
+
+    def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def renew(self) -> None:
+        raise cf.BrokenExecutor("the executor broke")
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+        if self._on_close is not None:
+            self._on_close()
+
+
+# How long --cluster ADDRESS tries to reach the scheduler (Dask retries a refused connection
+# until then): a remote scheduler just started, or across a slow link, gets there in time.
+DASK_CONNECT_TIMEOUT = "10s"
+# local:N's dashboard: a free loopback port. (None turns it off since distributed 2024.9 only;
+# before, None is the default :8787, taken by any other cluster of the machine.)
+DASHBOARD = "127.0.0.1:0"
+# distributed's own log lines (INFO on every worker start) would mix into afetch's stderr.
+DASK_LOG_LEVEL = "error"
+
+
+def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
+    """--cluster ADDRESS: a Client of that scheduler, or with local:N a LocalCluster of N
+    single-threaded worker processes started here. Raises ConfigError when distributed is not
+    installed or the scheduler cannot be reached."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", DASK_LOG_LEVEL)
+    try:
+        # Typed as Any: distributed's API is untyped, and only a few calls of it are used.
+        distributed: Any = importlib.import_module("distributed")
+    except ImportError:
+        raise ConfigError("--cluster needs Dask: pip install 'afetch[dask]'") from None
+    cluster: Any = None
+    try:
+        if address.startswith(LOCAL_CLUSTER):
+            workers = int(address[len(LOCAL_CLUSTER) :])
+            with _signals_blocked():  # its worker processes leave Ctrl-C to us, as ours do
+                cluster = distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, dashboard_address=DASHBOARD
+                )
+            client = distributed.Client(cluster)
+        else:
+            client = distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ConfigError(f"--cluster {address}: cannot reach the scheduler: {exc}") from None
+
+    def close() -> None:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+    return dask_pool(client, loop, close)
+
+
+def dask_pool(
+    client: Any, loop: str = "auto", on_close: Callable[[], None] | None = None
+) -> ExecutorPool:
+    """A pool of a connected distributed.Client: a slot per worker thread. Each chunk's
+    future is the executor's; Dask's own is released once the result reached this process,
+    so a worker dying later never makes Dask compute a written chunk again."""
+    slots = sum(client.nthreads().values())
+    return ExecutorPool(client.get_executor(pure=False), slots, loop, on_close)
+
+
+def open_pool(fanout: Fanout, loop: str = "auto") -> Pool | None:
+    """The pool a run's Fanout asks for; None: fetch in this process."""
+    if fanout.cluster:
+        return open_dask(fanout.cluster, loop)
+    if fanout.workers:
+        return WorkerPool(fanout.workers, loop)
+    return None
+
+
+# -- the parent: one reader, one writer ---------------------------------------------------------
+
+
+def host_hash(line: str, scheme: str = "http") -> int:
+    """A stable 64-bit hash of the host a line names (of the line itself if it names none):
+    the same on every machine and Python, so --shard K/N splits an input the same way
+    wherever it runs, and every target of a host falls in the same share."""
+    try:
+        key = parse_target(line, "https" if scheme == "auto" else scheme).host.lower()
+    except InvalidInput:
+        key = line.strip()
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def in_shard(line: str, shard: tuple[int, int], scheme: str = "http") -> bool:
+    k, n = shard
+    return host_hash(line, scheme) % n == k - 1
+
+
+def lane_of(line: str, lanes: int, scheme: str = "http") -> int:
+    """The lane of a line's host under --per-host: by the hash's high half, since --shard takes
+    its share by the whole hash modulo N, and lanes by the same residues would put a whole
+    shard in one lane."""
+    return (host_hash(line, scheme) >> 32) % lanes
+
+
+async def shard_lines(lines: Lines, shard: tuple[int, int], scheme: str) -> AsyncIterator[str]:
+    """The lines of shard K of N: those whose host hashes to K. N runs, one per K, on any
+    machines, fetch every line of the input exactly once between them."""
+    async for line in _aiter(lines):
+        if not is_skipped(line) and in_shard(line, shard, scheme):
+            yield line
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a run is cut up for a pool of `slots`: what each chunk may do, and how many are out."""
+
+    config: Config  # each chunk's: its share of --concurrency and --rate
+    chunk_targets: int
+    in_flight: int
+    lanes: int  # > 1: --per-host; a host's lines go to one lane, one chunk of it out at once
+
+    @classmethod
+    def of(cls, config: Config, slots: int) -> Plan:
+        limits = config.limits
+        concurrency = max(1, math.ceil(limits.concurrency / slots))
+        exclusive = limits.per_host > 0
+        in_flight = slots if exclusive or limits.rate else slots * IN_FLIGHT_PER_SLOT
+        # The chunks out share the rate, so their starts together never exceed it.
+        rate = limits.rate / in_flight if limits.rate else 0.0
+        chunk = min(MAX_CHUNK, max(MIN_CHUNK, CHUNK_PER_CONCURRENCY * concurrency))
+        chunk_config = replace(config, limits=replace(limits, concurrency=concurrency, rate=rate))
+        return cls(chunk_config, chunk, in_flight, slots if exclusive else 1)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    number: int
+    lane: int
+    lines: list[str] = field(default_factory=list)
+    targets: int = 0
+    recorded: Recorded | None = None
+
+
+class _Carving(Recorded):
+    """--resume for one chunk: take() answers from the run's Recorded and notes each yes in
+    the chunk's own, which the worker gets instead of the whole file's records."""
+
+    def __init__(self, whole: Recorded) -> None:
+        part = whole.like()
+        super().__init__(part._lines, part._ports)
+        self._whole = whole
+
+    def take(self, line: str, port: int | None = None) -> bool:
+        if not self._whole.take(line, port):
+            return False
+        self.add(line, port)
+        return True
+
+    def part(self) -> Recorded:
+        return Recorded(self._lines, self._ports)
+
+
+class FanOut:
+    """Reads the lines, gives chunks to `pool`, writes each chunk's records through `writer`
+    once the whole chunk is back, and merges its tally into `tally`."""
+
+    def __init__(
+        self,
+        config: Config,
+        pool: Pool,
+        writer: RecordWriter,
+        tally: Tally,
+        *,
+        recorded: Recorded | None = None,
+        on_chunk: Callable[[], None] | None = None,
+    ) -> None:
+        self.plan = Plan.of(config, pool.slots)
+        self._scheme = config.bare_scheme
+        self._ordered = config.order == "input"
+        self._pool = pool
+        self._writer = writer
+        self._tally = tally
+        self._recorded = recorded
+        self._on_chunk = on_chunk
+        self._counter = Jobs(config) if config.ports else None
+        self._stdout, self._file = writer.destinations
+        self._pending: dict[asyncio.Future[ChunkResult], _Chunk] = {}
+        self._busy: set[int] = set()  # lanes with a chunk out
+        self._held: dict[int, ChunkResult] = {}  # --order input: back before their turn
+        self._next = 0  # the chunk number written next, under --order input
+        self._numbers = 0
+        self._breaks = 0  # pool breaks since a chunk last came back
+
+    async def run(self, lines: Lines) -> None:
+        """Fetch every line; on cancellation, write what the workers finished (all of it, or
+        with a pool that cannot stop early, nothing more) and re-raise."""
+        try:
+            await self._run(lines)
+        except asyncio.CancelledError:
+            await self._interrupted()
+            raise
+        finally:
+            if self._pending:  # a failed write, say: the running chunks need not finish
+                self._pool.stop()
+            for future in self._pending:
+                future.cancel()
+
+    async def _run(self, lines: Lines) -> None:
+        plan = self.plan
+        building = [self._new_chunk(lane) for lane in range(plan.lanes)]
+        async for line in _aiter(lines):
+            if is_skipped(line):
+                continue
+            lane = lane_of(line, plan.lanes, self._scheme) if plan.lanes > 1 else 0
+            chunk = building[lane]
+            self._add(chunk, line)
+            if chunk.targets >= plan.chunk_targets:
+                await self._submit(chunk)
+                building[lane] = self._new_chunk(lane)
+        for chunk in building:
+            if chunk.lines:
+                await self._submit(chunk)
+        while self._pending:
+            await self._collect()
+
+    def _new_chunk(self, lane: int) -> _Chunk:
+        chunk = _Chunk(self._numbers, lane)
+        self._numbers += 1
+        return chunk
+
+    def _add(self, chunk: _Chunk, line: str) -> None:
+        chunk.lines.append(line)
+        chunk.targets += self._counter.count(line) if self._counter is not None else 1
+        if self._recorded is not None:
+            carving = _Carving(self._recorded) if chunk.recorded is None else chunk.recorded
+            assert isinstance(carving, _Carving)
+            for _ in Jobs(self.plan.config, carving).of(line):
+                pass  # only what take() moves into the chunk's share matters here
+            chunk.recorded = carving
+
+    async def _submit(self, chunk: _Chunk) -> None:
+        exclusive = self.plan.lanes > 1
+        while len(self._pending) >= self.plan.in_flight or (exclusive and chunk.lane in self._busy):
+            await self._collect()
+        self._send(chunk)
+
+    def _send(self, chunk: _Chunk) -> None:
+        recorded = chunk.recorded.part() if isinstance(chunk.recorded, _Carving) else None
+        future = self._pool.submit(
+            run_chunk,
+            self.plan.config,
+            chunk.lines,
+            number=chunk.number,
+            recorded=recorded,
+            stdout=self._stdout,
+            file=self._file,
+            loop=self._pool.loop,
+        )
+        self._pending[asyncio.wrap_future(future)] = chunk
+        self._busy.add(chunk.lane)
+
+    async def _collect(self) -> None:
+        """Wait for at least one chunk out to come back, and write what can be written."""
+        done, _ = await asyncio.wait(set(self._pending), return_when=asyncio.FIRST_COMPLETED)
+        for future in done:
+            chunk = self._pending.pop(future, None)
+            if chunk is None:
+                continue  # a chunk of a broken pool, sent again already
+            try:
+                result = future.result()
+            except cf.BrokenExecutor:
+                self._broken(chunk)
+                continue
+            self._breaks = 0
+            self._busy.discard(chunk.lane)
+            self._done(result)
+
+    def _broken(self, chunk: _Chunk) -> None:
+        """A worker died: every chunk out is lost with its pool, none of it written. A new
+        pool gets them all again."""
+        self._breaks += 1
+        if self._breaks > MAX_BREAKS:
+            raise WorkerDied(f"worker processes died {self._breaks} times in a row")
+        lost = [chunk, *self._pending.values()]
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.renew()
+        for again in sorted(lost, key=lambda c: c.number):
+            self._send(again)
+
+    def _done(self, result: ChunkResult) -> None:
+        self._tally.merge(result.tally)
+        if not self._ordered:
+            self._write(result)
+        else:
+            self._held[result.number] = result
+            while self._next in self._held:
+                self._write(self._held.pop(self._next))
+                self._next += 1
+        if self._on_chunk is not None:
+            self._on_chunk()
+
+    def _write(self, result: ChunkResult) -> None:
+        self._writer.write_formatted(result.stdout, result.file, result.records)
+
+    async def _interrupted(self) -> None:
+        """Stopped: a pool that can stop early hands back each running chunk's finished
+        records (within STOP_WAIT_S); they are written, held ones in order, gaps skipped (the
+        fetches cut off were never reported, so --resume fetches them)."""
+        if self._pool.stops_early and self._pending:
+            self._pool.stop()
+            end = time.monotonic() + STOP_WAIT_S
+            while self._pending and (left := end - time.monotonic()) > 0:
+                done, _ = await asyncio.wait(set(self._pending), timeout=left)
+                if not done:
+                    break
+                for future in done:
+                    self._pending.pop(future)
+                    if not future.cancelled() and future.exception() is None:
+                        result = future.result()
+                        self._tally.merge(result.tally)
+                        self._held[result.number] = result
+        for number in sorted(self._held):
+            self._write(self._held.pop(number))
+
+
+class WorkerDied(Exception):
+    """Worker processes kept dying (killed, out of memory): the run cannot go on."""
+
+
+async def fan_out(
+    config: Config,
+    lines: Lines,
+    pool: Pool,
+    writer: RecordWriter,
+    tally: Tally,
+    *,
+    recorded: Recorded | None = None,
+    on_chunk: Callable[[], None] | None = None,
+) -> None:
+    """Fetch `lines` in chunks on `pool`, writing every record once through `writer`."""
+    fan = FanOut(config, pool, writer, tally, recorded=recorded, on_chunk=on_chunk)
+    await fan.run(lines)
+
+
+async def _aiter(lines: Lines) -> AsyncIterator[str]:
+    if isinstance(lines, AsyncIterable):
+        async for line in lines:
+            yield line
+    else:
+        for line in lines:
+            yield line
+            await asyncio.sleep(0)  # let the loop write what came back meanwhile

@@ -1,0 +1,531 @@
+"""Fan-out (scale.py): chunks on worker processes and on Dask give the records one process
+gives, exactly once, whatever happens to a worker; --shard splits an input exactly once;
+--per-host and --rate hold across workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from fetcher import runner, scale
+from fetcher.cli import afetch
+from fetcher.config import (
+    Config,
+    ConfigError,
+    Fanout,
+    Output,
+    StatusSet,
+    parse_shard,
+    parse_workers,
+)
+from fetcher.loopback import LoopbackHosts, delayed, read_request, replies, response
+from fetcher.output import RecordWriter, format_jsonl, make_format
+from fetcher.resume import Recorded
+from fetcher.stats import Reservoir, Tally
+from tests.conftest import make_config
+from tests.test_interrupts import finish, records, wait_for_records
+
+# Volatile parts of a record: when it was made and how long it took.
+VOLATILE = {"timestamp", "timings_ms"}
+JSONL = Output(format="jsonl", progress=False)
+CSV_VOLATILE = {"timestamp", "dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms"}
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of a few targets, so a short input still makes many (the parent plans them)."""
+    monkeypatch.setattr(scale, "MIN_CHUNK", 1)
+    monkeypatch.setattr(scale, "CHUNK_PER_CONCURRENCY", 4)
+
+
+def lines_for(hosts: LoopbackHosts, count: int = 120) -> list[str]:
+    ok = hosts.serve(replies(response(headers=[("Server", "loop")])))
+    missing = hosts.serve(replies(response("404 Not Found")))
+    lines = [f"127.0.0.1:{ok}/{i}" for i in range(count)]
+    lines += [f"127.0.0.1:{missing}/gone{i}" for i in range(10)]
+    lines += [f"127.0.0.1:{hosts.refused()}/", "not a target at all", lines[0]]
+    return lines
+
+
+def normal(format_name: str, data: bytes) -> Counter[str]:
+    """The records of one output as a multiset, less what differs from run to run."""
+    text = data.decode()
+    if format_name == "jsonl":
+        records = [json.loads(line) for line in text.splitlines()]
+        return Counter(
+            json.dumps({k: v for k, v in r.items() if k not in VOLATILE}, sort_keys=True)
+            for r in records
+        )
+    if format_name == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return Counter(
+            json.dumps({k: v for k, v in row.items() if k not in CSV_VOLATILE}, sort_keys=True)
+            for row in rows
+        )
+    return Counter(text.splitlines())
+
+
+def run_cli_like(
+    config: Config, lines: list[str], out: Path, pool: scale.Pool | None
+) -> tuple[bytes, bytes, runner.Outcome]:
+    """What the afetch command does with these options: stdout in the chosen format, every
+    record as JSON Lines in `out`."""
+    chosen = make_format(config.output)
+    stdout = io.BytesIO()
+    writer = RecordWriter(
+        chosen.formatter,
+        stdout=stdout,
+        file_path=str(out),
+        file_formatter=format_jsonl,
+        header=chosen.header,
+        append=False,
+    )
+    outcome = runner.run(config, lines, writer, pool=pool)
+    return stdout.getvalue(), out.read_bytes(), outcome
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """One LocalCluster of 2 single-threaded worker processes for the module's Dask tests."""
+    distributed = pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=scale.DASHBOARD
+    ) as cluster:
+        with distributed.Client(cluster) as client:
+            yield client
+
+
+def pools(dask: bool) -> list[Any]:
+    return ["dask"] if dask else ["workers"]
+
+
+def make_pool(kind: str, request: pytest.FixtureRequest) -> scale.Pool:
+    if kind == "dask":
+        return scale.dask_pool(request.getfixturevalue("dask_client"))
+    return scale.WorkerPool(2)
+
+
+@pytest.mark.parametrize("kind", ["workers", "dask"])
+@pytest.mark.parametrize("format_name", ["text", "jsonl", "csv"])
+def test_fanned_out_run_writes_the_records_of_one_process(
+    hosts: LoopbackHosts,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    kind: str,
+    format_name: str,
+) -> None:
+    lines = lines_for(hosts)
+    output = Output(format=format_name, filter_status=StatusSet.parse("404"), progress=False)
+    config = Config(limits=make_config(concurrency=8).limits, output=output)
+    alone = run_cli_like(config, lines, tmp_path / "one.jsonl", None)
+    fanned = run_cli_like(config, lines, tmp_path / "many.jsonl", make_pool(kind, request))
+    assert normal(format_name, fanned[0]) == normal(format_name, alone[0])
+    assert normal("jsonl", fanned[1]) == normal("jsonl", alone[1])
+    assert len(alone[1].splitlines()) == len(lines)  # every line once, the filtered ones too
+    assert (fanned[2].tally.ok, fanned[2].tally.failed, fanned[2].tally.filtered) == (
+        alone[2].tally.ok,
+        alone[2].tally.failed,
+        alone[2].tally.filtered,
+    )
+    if format_name == "csv":
+        assert fanned[0].count(b"\ninput,") == 0 and fanned[0].startswith(b"input,")
+
+
+def test_order_input_holds_across_workers(hosts: LoopbackHosts, tmp_path: Path) -> None:
+    lines = lines_for(hosts, 80)
+    config = Config(
+        limits=make_config(concurrency=8).limits,
+        output=Output(format="jsonl", progress=False),
+        order="input",
+    )
+    stdout, _, _ = run_cli_like(config, lines, tmp_path / "out.jsonl", scale.WorkerPool(2))
+    assert [json.loads(line)["input"] for line in stdout.splitlines()] == lines
+
+
+def test_resume_skips_what_the_file_holds_across_workers(
+    hosts: LoopbackHosts, tmp_path: Path
+) -> None:
+    first, second = hosts.serve(replies(response())), hosts.serve(replies(response()))
+    lines = [f"127.0.0.{i}" for i in range(1, 41)] + [f"127.0.0.1:{first}/named"]
+    config = Config(
+        limits=make_config(concurrency=8).limits,
+        output=Output(format="jsonl", progress=False),
+        ports=(first, second),
+    )
+    earlier = tmp_path / "earlier.jsonl"
+    done = [(line, first) for line in lines[:30:2]] + [(lines[-1], None)]
+    earlier.write_text(
+        "".join(json.dumps({"input": line, "port": port}) + "\n" for line, port in done)
+    )
+    recorded = Recorded.load(str(earlier), by_port=True)
+    writer = RecordWriter(format_jsonl, stdout=io.BytesIO(), file_path=str(tmp_path / "o"))
+    runner.run(config, lines, writer, recorded=recorded, pool=scale.WorkerPool(2))
+    got = Counter(
+        (r["input"], r["port"]) for r in map(json.loads, (tmp_path / "o").read_text().splitlines())
+    )
+    expected = Counter(
+        (line, port) for line in lines[:-1] for port in (first, second) if (line, port) not in done
+    )
+    assert got == expected
+    assert recorded.skipped == len(done)
+
+
+class CountingPool(scale.WorkerPool):
+    renewed = 0
+
+    def renew(self) -> None:
+        self.renewed += 1
+        super().renew()
+
+
+def fan(config: Config, lines: list[str], pool: scale.Pool, on_chunk: Callable[[], None]) -> bytes:
+    out = io.BytesIO()
+    writer = RecordWriter(format_jsonl, stdout=out)
+
+    async def go() -> None:
+        await scale.fan_out(config, lines, pool, writer, Tally(), on_chunk=on_chunk)
+
+    try:
+        asyncio.run(go())
+    finally:
+        pool.close()
+        writer.close()
+    return out.getvalue()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+@pytest.mark.parametrize("kind", ["workers", "dask"])
+def test_a_killed_worker_loses_and_doubles_nothing(
+    hosts: LoopbackHosts, request: pytest.FixtureRequest, kind: str
+) -> None:
+    port = hosts.serve(delayed(response(), 0.05))
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(240)]
+    config = Config(limits=make_config(concurrency=8).limits, output=Output(format="jsonl"))
+    pool: scale.Pool
+    if kind == "dask":
+        client = request.getfixturevalue("dask_client")
+        pool = scale.dask_pool(client)
+        before = set(client.run(os.getpid).values())
+
+        def pids() -> list[int]:
+            return list(client.run(os.getpid).values())
+    else:
+        pool = counting = CountingPool(2)
+        others = {child.pid for child in multiprocessing.active_children()}  # Dask's, say
+
+        def pids() -> list[int]:
+            children = multiprocessing.active_children()
+            return [child.pid for child in children if child.pid and child.pid not in others]
+
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        if not killed:  # the first chunk is back: the others are out, mid-chunk
+            killed.append(pids()[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    data = fan(config, lines, pool, kill_one)
+    got = Counter(json.loads(line)["input"] for line in data.splitlines())
+    assert got == Counter(lines)
+    assert killed
+    if kind == "dask":
+        assert killed[0] in before
+    else:
+        assert counting.renewed >= 1
+
+
+def counting_host(hosts: LoopbackHosts, peak: list[int], starts: list[float]) -> int:
+    active = [0]
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        starts.append(time.monotonic())
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        await asyncio.sleep(0.04)
+        active[0] -= 1
+        writer.write(response())
+        await writer.drain()
+
+    return hosts.serve(script)
+
+
+def test_per_host_holds_across_workers(hosts: LoopbackHosts) -> None:
+    peak: list[int] = [0]
+    port = counting_host(hosts, peak, [])
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(24)]
+    config = Config(limits=make_config(concurrency=8, per_host=1).limits, output=JSONL)
+    data = fan(config, lines, scale.WorkerPool(2), lambda: None)
+    assert data.count(b"\n") == 24
+    assert peak[0] == 1
+
+
+def test_rate_holds_across_workers(hosts: LoopbackHosts) -> None:
+    starts: list[float] = []
+    port = counting_host(hosts, [0], starts)
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(30)]
+    rate = 20
+    config = Config(limits=make_config(concurrency=8, rate=rate).limits, output=JSONL)
+    fan(config, lines, scale.WorkerPool(2), lambda: None)
+    starts.sort()
+    assert len(starts) == 30
+    # Two chunks out at 10/s each: at most 2 * (10 * 1.001 + 1) = 22 in any second (a margin
+    # for a loaded machine); both at the full rate would put about 40 there.
+    most = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+    assert most <= 26
+
+
+def test_run_chunk_is_pure_and_picklable(hosts: LoopbackHosts) -> None:
+    port = hosts.serve(replies(response()))
+    config = make_config(concurrency=4)
+    assert pickle.loads(pickle.dumps(config)) == config
+    result = scale.run_chunk(
+        config, [f"127.0.0.1:{port}/a", "# comment", "bad target"], number=7, file=True
+    )
+    again = pickle.loads(pickle.dumps(result))
+    assert (again.number, again.records, again.tally.ok, again.tally.failed) == (7, 2, 1, 1)
+    assert again.stdout.count(b"\n") >= 2 and again.file.count(b"\n") == 2
+    assert not again.interrupted
+    # Only the file: nothing formatted for stdout; neither: nothing counted as written.
+    assert scale.run_chunk(config, ["bad target"], stdout=False, file=True).stdout == b""
+    assert scale.run_chunk(config, ["bad target"], stdout=False).records == 0
+
+
+def test_run_chunk_with_any_executor(hosts: LoopbackHosts) -> None:
+    """The library call: chunks on a plain concurrent.futures executor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = hosts.serve(replies(response()))
+    config = Config(limits=make_config(concurrency=4).limits, output=JSONL)
+    with ThreadPoolExecutor(2) as executor:
+        futures = [
+            executor.submit(
+                scale.run_chunk, config, [f"127.0.0.1:{port}/{n}/{i}" for i in range(5)]
+            )
+            for n in range(4)
+        ]
+        assert sum(f.result().tally.ok for f in futures) == 20
+    pool = scale.ExecutorPool(ThreadPoolExecutor(2), 2)
+    data = fan(config, [f"127.0.0.1:{port}/{i}" for i in range(30)], pool, lambda: None)
+    assert data.count(b"\n") == 30
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_shards_cover_every_line_exactly_once(count: int) -> None:
+    lines = [f"host{i}.example:{80 + i % 3}/p{i}" for i in range(300)] + ["not a target"]
+    shares = Counter(
+        line for k in range(1, count + 1) for line in lines if scale.in_shard(line, (k, count))
+    )
+    assert shares == Counter(lines)
+    # Every target of one host falls in the same shard, whatever its port or path.
+    for k in range(1, count + 1):
+        assert scale.in_shard("a.example:81/x", (k, count)) == scale.in_shard(
+            "http://A.example/", (k, count)
+        )
+
+
+def test_a_shard_still_spreads_over_every_lane() -> None:
+    lines = [f"h{i}.example" for i in range(400)]
+    for shard in ((1, 2), (2, 2), (3, 4)):
+        mine = [line for line in lines if scale.in_shard(line, shard)]
+        assert {scale.lane_of(line, 2) for line in mine} == {0, 1}
+
+
+def test_shard_lines_filters_lazily() -> None:
+    async def go(shard: tuple[int, int]) -> list[str]:
+        return [line async for line in scale.shard_lines(lines, shard, "http")]
+
+    lines = [f"h{i}.example" for i in range(50)] + ["", "# note"]
+    parts = [asyncio.run(go((k, 3))) for k in (1, 2, 3)]
+    assert sorted(sum(parts, [])) == sorted(lines[:50])
+    assert all(parts)
+
+
+def test_tally_merge_adds_counts_and_samples_both() -> None:
+    a, b = Tally(), Tally()
+    a.ok, a.failed, a.by_class, a.by_kind = 3, 1, {"2xx": 3}, {"timeout": 1}
+    b.ok, b.filtered, b.by_class = 2, 1, {"2xx": 1, "4xx": 1}
+    for value in range(100):
+        a.latency_ms.add(float(value))
+    b.latency_ms.add(500.0)
+    a.merge(b)
+    assert (a.ok, a.failed, a.filtered) == (5, 1, 1)
+    assert a.by_class == {"2xx": 4, "4xx": 1} and a.by_kind == {"timeout": 1}
+    assert a.latency_ms.seen == 101 and a.latency_ms.maximum == 500.0
+
+
+def test_reservoir_merge_stays_bounded_and_proportional() -> None:
+    big, small = Reservoir(size=100), Reservoir(size=100)
+    for _ in range(900):
+        big.add(1.0)
+    for _ in range(100):
+        small.add(2.0)
+    big.merge(small)
+    assert len(big.sample) == 100 and big.seen == 1000
+    assert 5 <= big.sample.count(2.0) <= 15  # 10% of what was seen came from `small`
+    empty = Reservoir()
+    empty.merge(Reservoir())
+    assert empty.maximum is None and empty.percentile(50) is None
+
+
+def test_fanout_options_are_checked() -> None:
+    assert parse_workers("3") == 3 and parse_workers("auto") >= 1
+    assert parse_shard("2/4") == (2, 4) and parse_shard("") is None
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(ConfigError, match="worker count"):
+            parse_workers(bad)
+    for bad in ("0/3", "4/3", "1", "a/b"):
+        with pytest.raises(ConfigError, match="invalid shard"):
+            parse_shard(bad)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        Fanout(workers=2, cluster="local:2")
+    with pytest.raises(ConfigError, match="local:N"):
+        Fanout(cluster="local:0")
+    with pytest.raises(ConfigError, match="empty"):
+        Fanout(cluster=" ")
+    with pytest.raises(ConfigError, match="shard"):
+        Fanout(shard=(3, 2))
+    with pytest.raises(ConfigError, match="workers must be"):
+        Fanout(workers=-1)
+    both = make_config(per_host=1, order="input")
+    with pytest.raises(ConfigError, match="--per-host with --order input"):
+        Fanout(workers=2).check(both)
+    Fanout().check(both)  # in one process both hold
+    assert not Fanout().parallel and Fanout(cluster="tcp://h:8786").parallel
+
+
+def test_plan_shares_concurrency_and_rate() -> None:
+    plan = scale.Plan.of(make_config(concurrency=200, rate=100.0), 4)
+    assert plan.config.limits.concurrency == 50 and plan.in_flight == 4
+    assert plan.config.limits.rate == 25.0 and plan.lanes == 1
+    plan = scale.Plan.of(make_config(concurrency=3, per_host=2), 2)
+    assert plan.lanes == 2 and plan.in_flight == 2 and plan.config.limits.concurrency == 2
+    assert scale.Plan.of(make_config(concurrency=10), 2).in_flight == 4
+
+
+def test_cluster_without_a_scheduler_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    monkeypatch.setattr(scale, "DASK_CONNECT_TIMEOUT", "0.5s")
+    with pytest.raises(ConfigError, match="cannot reach the scheduler"):
+        scale.open_dask("tcp://127.0.0.1:1")
+
+
+def gone(pgid: int, within: float) -> bool:
+    """Whether every process of the group has exited within `within` seconds."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+@pytest.mark.parametrize(
+    ("signum", "group", "code"),
+    [
+        pytest.param(signal.SIGINT, True, 130, id="ctrl-c-to-the-terminal-group"),
+        pytest.param(signal.SIGTERM, False, 143, id="sigterm-to-afetch"),
+    ],
+)
+def test_a_signal_stops_every_worker_and_leaves_no_process(
+    hosts: LoopbackHosts, tmp_path: Path, signum: int, group: bool, code: int
+) -> None:
+    port = hosts.serve(delayed(response(), 0.02))
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(6000)]
+    list_file, out = tmp_path / "hosts.txt", tmp_path / "out.jsonl"
+    list_file.write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, "-m", "fetcher", "--workers", "2", "-c", "20", "-q"]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # see test_interrupts
+    try:
+        process = subprocess.Popen(
+            [*argv, "-l", str(list_file), "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own group, as a shell's foreground job
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        wait_for_records(out, 1)
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        err = finish(process, 30)
+        assert process.returncode == code, err
+        assert b"Traceback" not in err and b"interrupted" in err
+        assert gone(process.pid, 10), "a worker outlived the run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    written = Counter(str(r["input"]) for r in records(out))
+    assert 1 <= len(written) < len(lines) and max(written.values()) == 1
+
+
+def test_shard_runs_cover_the_input_exactly_once(hosts: LoopbackHosts, tmp_path: Path) -> None:
+    port = hosts.serve(replies(response()))
+    names = [f"127.0.0.{i}" for i in range(1, 13)]
+    lines = [f"http://{name}:{port}/{i}" for name in names for i in range(3)] + ["not a target"]
+    list_file = tmp_path / "hosts.txt"
+    list_file.write_text("\n".join(lines) + "\n")
+    shares = []
+    for k in (1, 2, 3):
+        result = CliRunner().invoke(afetch, ["--shard", f"{k}/3", "--json", "-l", str(list_file)])
+        assert result.exit_code in (0, 1), result.stderr
+        shares.append([json.loads(line) for line in result.stdout.splitlines()])
+    assert Counter(str(r["input"]) for share in shares for r in share) == Counter(lines)
+    for share in shares:  # a host's targets stay together
+        assert (
+            len(
+                {r["host"] for r in share}
+                & {r["host"] for s in shares if s is not share for r in s}
+            )
+            == 0
+        )
+
+
+def test_cluster_local_from_the_command_line(hosts: LoopbackHosts) -> None:
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    port = hosts.serve(replies(response()))
+    lines = "".join(f"127.0.0.1:{port}/{i}\n" for i in range(50))
+    done = subprocess.run(
+        [sys.executable, "-m", "fetcher", "--cluster", "local:2", "--json", "--stats"],
+        input=lines.encode(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 50
+    # Only afetch's own summary on stderr: none of distributed's log lines.
+    assert done.stderr.decode().startswith("afetch: 50 targets"), done.stderr
+
+
+def test_a_chunk_leaves_no_cycles_behind(hosts: LoopbackHosts) -> None:
+    """A worker runs chunk after chunk: each one's loop, backend and engine must be freed when
+    it ends, not when the (raised) GC threshold is next reached."""
+    import gc
+
+    port = hosts.serve(replies(response()))
+    config = make_config(concurrency=4)
+    scale.run_chunk(config, [f"127.0.0.1:{port}/{i}" for i in range(20)])
+    assert gc.collect() < 50
