@@ -45,6 +45,7 @@ from .targets import DEFAULT_PORTS, Target, parse_target
 
 if TYPE_CHECKING:
     from .audit import Audit, HttpProbe
+    from .tls import TLSInfo
 
 # Statuses whose Location -L follows. 300 Multiple Choices and 304 Not Modified are answers.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -157,7 +158,7 @@ class Policy:
             final_target=visit.last,
             expanded=expanded,
             # After a fallback to http, the https attempt's: a bad certificate stays in sight.
-            tls=visit.trace.tls or next((a.tls for a in visit.attempts if a.tls), None),
+            tls=visit.trace.tls or (_https_tls(visit.attempts) if visit.attempts else None),
             audit=graded,
         )
 
@@ -327,3 +328,8 @@ def _https_failed(exc: FetchError) -> bool:
     if isinstance(exc, FetchTimeout):
         return exc.phase == "tls"
     return isinstance(exc, (ConnectError, TLSError))
+
+
+def _https_tls(attempts: list[Attempt]) -> TLSInfo | None:
+    """The TLS facts of the https try --scheme auto fell back from, if it got that far."""
+    return next((attempt.tls for attempt in attempts if attempt.tls), None)

@@ -227,9 +227,13 @@ class RawBackend(Backend):
         trace.phase = "proxy" if proxy else "connect"
         deadline = self._connect_deadlines.start()
         try:
-            with blamed_on(proxy):
-                port = proxy.port if proxy else target.port
+            if proxy is None:  # the usual case: no context manager on the hot path (5 us)
+                port = target.port
                 transport = await self._open(loop, addresses, port, protocol, trace)
+            else:
+                port = proxy.port
+                with blamed_on(proxy):
+                    transport = await self._open(loop, addresses, port, protocol, trace)
             verbose.connected(trace, trace.host_ip, port)
             if proxy and target.scheme == "https":
                 try:
