@@ -101,7 +101,7 @@ class Engine:
     ) -> None:
         slots, jobs = self._slots, self.jobs
         index = burst = 0
-        async for line in _aiter(lines):
+        async for line in aiter_lines(lines):
             if is_skipped(line):
                 continue
             for job in jobs.of(line):
@@ -143,11 +143,13 @@ class Engine:
         await asyncio.shield(write)
 
 
-async def _aiter(lines: Lines) -> AsyncIterator[str]:
+async def aiter_lines(lines: Lines) -> AsyncIterator[str]:
+    """Any iterable or async iterable of lines, as an async iterator that lets the loop run
+    between the lines of a plain list."""
     if isinstance(lines, AsyncIterable):
         async for line in lines:
             yield line
     else:
         for line in lines:
             yield line
-            await asyncio.sleep(0)  # let started fetches run while a long list is consumed
+            await asyncio.sleep(0)  # started fetches (or chunks coming back) run meanwhile

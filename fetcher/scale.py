@@ -26,12 +26,12 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import LOCAL_CLUSTER, Config, ConfigError, Fanout
-from .engine import Engine, Lines
+from .engine import Engine, Lines, aiter_lines
 from .errors import InvalidInput
 from .jobs import Jobs
 from .models import Result
@@ -378,7 +378,7 @@ def lane_of(line: str, lanes: int, scheme: str = "http") -> int:
 async def shard_lines(lines: Lines, shard: tuple[int, int], scheme: str) -> AsyncIterator[str]:
     """The lines of shard K of N: those whose host hashes to K. N runs, one per K, on any
     machines, fetch every line of the input exactly once between them."""
-    async for line in _aiter(lines):
+    async for line in aiter_lines(lines):
         if not is_skipped(line) and in_shard(line, shard, scheme):
             yield line
 
@@ -481,7 +481,7 @@ class FanOut:
     async def _run(self, lines: Lines) -> None:
         plan = self.plan
         building = [self._new_chunk(lane) for lane in range(plan.lanes)]
-        async for line in _aiter(lines):
+        async for line in aiter_lines(lines):
             if is_skipped(line):
                 continue
             lane = lane_of(line, plan.lanes, self._scheme) if plan.lanes > 1 else 0
@@ -615,13 +615,3 @@ async def fan_out(
     """Fetch `lines` in chunks on `pool`, writing every record once through `writer`."""
     fan = FanOut(config, pool, writer, tally, recorded=recorded, on_chunk=on_chunk)
     await fan.run(lines)
-
-
-async def _aiter(lines: Lines) -> AsyncIterator[str]:
-    if isinstance(lines, AsyncIterable):
-        async for line in lines:
-            yield line
-    else:
-        for line in lines:
-            yield line
-            await asyncio.sleep(0)  # let the loop write what came back meanwhile
