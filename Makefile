@@ -51,7 +51,7 @@ test-latest:
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet -e '.[dev,http2]'
+	$(LATEST)/bin/python -m pip install --quiet -e '.[dev,http2,demo,dask]'
 	$(LATEST)/bin/python -m pip install --quiet --upgrade httpx httpcore h11 h2
 	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE '^(httpx|httpcore|h11|h2) '
 	$(LATEST)/bin/pytest -q -p no:cacheprovider
