@@ -379,10 +379,11 @@ async def _main(
         if SIGNALS.received is not None:  # it came while the loop was starting
             stop(SIGNALS.received)
         if pool is not None:
-            from .scale import fan_out
+            from .scale import FanOut
 
             update = progress.update if progress is not None else None
-            await fan_out(config, lines, pool, writer, tally, recorded=recorded, on_chunk=update)
+            fan = FanOut(config, pool, writer, tally, recorded=recorded, on_chunk=update)
+            await fan.run(lines)
         else:
             tracer = _verbose_printer(sys.stderr) if config.output.verbose else None
             async with Engine(config, recorded=recorded, tracer=tracer) as engine:

@@ -600,18 +600,3 @@ class FanOut:
 
 class WorkerDied(Exception):
     """Worker processes kept dying (killed, out of memory): the run cannot go on."""
-
-
-async def fan_out(
-    config: Config,
-    lines: Lines,
-    pool: Pool,
-    writer: RecordWriter,
-    tally: Tally,
-    *,
-    recorded: Recorded | None = None,
-    on_chunk: Callable[[], None] | None = None,
-) -> None:
-    """Fetch `lines` in chunks on `pool`, writing every record once through `writer`."""
-    fan = FanOut(config, pool, writer, tally, recorded=recorded, on_chunk=on_chunk)
-    await fan.run(lines)

@@ -1306,6 +1306,28 @@ def test_table_reaches_every_result_and_modifier() -> None:
     assert {MODIFIERS[r] for r in reached} == set(MODIFIERS.values())
 
 
+# mozilla.org's Content-Security-Policy (from the fixtures cited below), sent twice there:
+# enforced and report-only.
+MOZILLA_CSP = (
+    "frame-src 'self' accounts.firefox.com js.stripe.com www.google-analytics.com "
+    "www.googletagmanager.com www.youtube.com; script-src 'self' 'unsafe-eval' "
+    "'unsafe-inline' cdn.transcend.io js.stripe.com s.ytimg.com tagmanager.google.com "
+    "transcend-cdn.com www.google-analytics.com www.googletagmanager.com www.mozilla.org "
+    "www.youtube.com; form-action 'self' "
+    "https://abdri3ttkb.execute-api.us-east-2.amazonaws.com https://accounts.firefox.com/ "
+    "https://basket.mozilla.org; font-src 'self' www.mozilla.org; style-src 'self' "
+    "'unsafe-inline' cdn.transcend.io transcend-cdn.com www.mozilla.org; default-src "
+    "'self' *.mozilla.org; frame-ancestors 'none'; connect-src 'self' cdn.transcend.io "
+    "https://abdri3ttkb.execute-api.us-east-2.amazonaws.com https://accounts.firefox.com/ "
+    "https://basket.mozilla.org o1069899.ingest.sentry.io o1069899.sentry.io "
+    "region1.google-analytics.com telemetry.transcend.io telemetry.us.transcend.io "
+    "transcend-cdn.com www.google-analytics.com www.googletagmanager.com "
+    "www.mozilla.org/submit/bedrock/; upgrade-insecure-requests; img-src 'self' "
+    "blog.mozilla.org data: images.ctfassets.net www.google-analytics.com "
+    "www.googletagmanager.com www.mozilla.org; object-src 'none'; media-src 'self' "
+    "assets.mozilla.net videos.cdn.mozilla.net www.mozilla.org; base-uri 'none'"
+)
+
 # Real-world header sets: MDN's own scanner fixtures (mdn/mdn-http-observatory
 # test/fixtures/*.json, captured 2026-01-12; test/scanner.test.js holds MDN's grades for them).
 MOZILLA_ORG = [
@@ -1314,23 +1336,7 @@ MOZILLA_ORG = [
     ("x-content-type-options", "nosniff"),
     (
         "content-security-policy",
-        "frame-src 'self' accounts.firefox.com js.stripe.com www.google-analytics.com "
-        "www.googletagmanager.com www.youtube.com; script-src 'self' 'unsafe-eval' "
-        "'unsafe-inline' cdn.transcend.io js.stripe.com s.ytimg.com tagmanager.google.com "
-        "transcend-cdn.com www.google-analytics.com www.googletagmanager.com www.mozilla.org "
-        "www.youtube.com; form-action 'self' "
-        "https://abdri3ttkb.execute-api.us-east-2.amazonaws.com https://accounts.firefox.com/ "
-        "https://basket.mozilla.org; font-src 'self' www.mozilla.org; style-src 'self' "
-        "'unsafe-inline' cdn.transcend.io transcend-cdn.com www.mozilla.org; default-src "
-        "'self' *.mozilla.org; frame-ancestors 'none'; connect-src 'self' cdn.transcend.io "
-        "https://abdri3ttkb.execute-api.us-east-2.amazonaws.com https://accounts.firefox.com/ "
-        "https://basket.mozilla.org o1069899.ingest.sentry.io o1069899.sentry.io "
-        "region1.google-analytics.com telemetry.transcend.io telemetry.us.transcend.io "
-        "transcend-cdn.com www.google-analytics.com www.googletagmanager.com "
-        "www.mozilla.org/submit/bedrock/; upgrade-insecure-requests; img-src 'self' "
-        "blog.mozilla.org data: images.ctfassets.net www.google-analytics.com "
-        "www.googletagmanager.com www.mozilla.org; object-src 'none'; media-src 'self' "
-        "assets.mozilla.net videos.cdn.mozilla.net www.mozilla.org; base-uri 'none'",
+        MOZILLA_CSP,
     ),
     ("etag", '"89e74587bee49c2a6d3f9cde8d36fdb7"'),
     ("content-type", "text/html; charset=utf-8"),
@@ -1344,23 +1350,7 @@ MOZILLA_ORG = [
     ("via", "1.1 google, 1.1 varnish, 1.1 varnish"),
     (
         "content-security-policy-report-only",
-        "frame-src 'self' accounts.firefox.com js.stripe.com www.google-analytics.com "
-        "www.googletagmanager.com www.youtube.com; script-src 'self' 'unsafe-eval' "
-        "'unsafe-inline' cdn.transcend.io js.stripe.com s.ytimg.com tagmanager.google.com "
-        "transcend-cdn.com www.google-analytics.com www.googletagmanager.com www.mozilla.org "
-        "www.youtube.com; form-action 'self' "
-        "https://abdri3ttkb.execute-api.us-east-2.amazonaws.com https://accounts.firefox.com/ "
-        "https://basket.mozilla.org; font-src 'self' www.mozilla.org; style-src 'self' "
-        "'unsafe-inline' cdn.transcend.io transcend-cdn.com www.mozilla.org; default-src "
-        "'self' *.mozilla.org; frame-ancestors 'none'; connect-src 'self' cdn.transcend.io "
-        "https://abdri3ttkb.execute-api.us-east-2.amazonaws.com https://accounts.firefox.com/ "
-        "https://basket.mozilla.org o1069899.ingest.sentry.io o1069899.sentry.io "
-        "region1.google-analytics.com telemetry.transcend.io telemetry.us.transcend.io "
-        "transcend-cdn.com www.google-analytics.com www.googletagmanager.com "
-        "www.mozilla.org/submit/bedrock/; upgrade-insecure-requests; img-src 'self' "
-        "blog.mozilla.org data: images.ctfassets.net www.google-analytics.com "
-        "www.googletagmanager.com www.mozilla.org; object-src 'none'; media-src 'self' "
-        "assets.mozilla.net videos.cdn.mozilla.net www.mozilla.org; base-uri 'none'",
+        MOZILLA_CSP,
     ),
     ("cache-control", "max-age=600"),
     ("x-frame-options", "DENY"),

@@ -200,7 +200,7 @@ def fan(config: Config, lines: list[str], pool: scale.Pool, on_chunk: Callable[[
     writer = RecordWriter(format_jsonl, stdout=out)
 
     async def go() -> None:
-        await scale.fan_out(config, lines, pool, writer, Tally(), on_chunk=on_chunk)
+        await scale.FanOut(config, pool, writer, Tally(), on_chunk=on_chunk).run(lines)
 
     try:
         asyncio.run(go())
