@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import random
 import ssl
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +23,39 @@ from fetcher.loopback import LoopbackHosts
 from fetcher.models import Result, Trace
 from fetcher.stream import fetch_all
 from fetcher.targets import Target
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The suite's process ends once pytest has reported, with pytest's status.
+
+    One CI run printed its summary (every test passed) and then never exited: the
+    interpreter's teardown joins what third-party code leaves behind (Dask's worker processes
+    and offload thread, concurrent.futures' manager threads), and one of those can wait for
+    ever on a loaded machine. Whatever is still alive is named on stderr (a leak to look
+    into), child processes are stopped, and the process exits here instead of in a teardown
+    nothing bounds. Coverage's data is saved and reported before this hook."""
+    if not _EXIT_STATUS:  # a pytest run inside pytest, or one that never started a session
+        return
+    children = multiprocessing.active_children()
+    threads = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]
+    threads.remove(threading.current_thread().name)
+    if children or threads:
+        print(f"\nconftest: left at exit: processes {children}, threads {threads}", file=sys.stderr)
+    for child in children:
+        child.terminate()
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])
 
 
 @pytest.fixture(scope="session")
