@@ -329,13 +329,21 @@ def _count_within(count: Counter, seconds: float) -> int | None:
     box: list[int | None] = []
 
     def counting() -> None:
-        with contextlib.suppress(OSError):  # an input file gone since the start
-            box.append(count())
+        box.append(_counted(count))
 
     thread = threading.Thread(target=counting, name="afetch-count", daemon=True)
     thread.start()
     thread.join(seconds)
     return box[0] if box else None
+
+
+def _counted(count: Counter) -> int | None:
+    """count(), or None where an input file is gone since the run started (a thread's
+    exception would print its traceback)."""
+    try:
+        return count()
+    except OSError:
+        return None
 
 
 def _plural(n: int, noun: str) -> str:
@@ -434,7 +442,7 @@ def _start_progress(
         loop = asyncio.get_running_loop()
 
         def counting() -> None:
-            total = outcome.total = count()
+            total = outcome.total = _counted(count)
             if total is not None:
                 with contextlib.suppress(RuntimeError):  # the run, and its loop, ended first
                     loop.call_soon_threadsafe(progress.set_total, total)

@@ -112,3 +112,27 @@ def test_verbose_lines_go_to_stderr_and_the_progress_line_steps_aside(
     assert f"{url} > GET / HTTP/1.1\n" in err and f"{url} < HTTP/1.1 200 OK\n" in err
     assert "\r" not in err  # no progress line drawn over them, though stderr is a terminal
     assert stdout.getvalue().count(b"\n") == 1
+
+
+def test_an_input_file_gone_before_it_is_counted_costs_only_the_total(
+    hosts: LoopbackHosts, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The progress line's count runs on a thread of its own; a list file deleted meanwhile
+    leaves the line without a total, not a thread's traceback on stderr."""
+    from fetcher.loopback import replies, response
+    from fetcher.output import Console
+
+    port = hosts.serve(replies(response()))
+
+    def count() -> int:
+        raise FileNotFoundError(2, "No such file or directory", "hosts.txt")
+
+    stdout = io.BytesIO()
+    console = Console(stdin_tty=False, stdout_tty=False, stderr_tty=True)
+    outcome = runner.run(
+        Config(), [f"127.0.0.1:{port}"], RecordWriter(format_jsonl, stdout=stdout),
+        console=console, count=count,
+    )  # fmt: skip
+    assert runner.exit_code(outcome) == ExitCode.OK and outcome.total is None
+    assert "Traceback" not in capsys.readouterr().err
+    assert stdout.getvalue().count(b"\n") == 1
