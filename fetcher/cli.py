@@ -194,7 +194,8 @@ def config_keys(command: click.Command) -> dict[str, str]:
 def config_schema(command: click.Command) -> dict[str, ConfigKey]:
     """Long option name -> the parameter it sets and the TOML type of its value, read from the
     option's own declaration: a flag is a boolean, an IntRange an integer, a FloatRange a
-    number (integer or float), anything else a string; a repeatable option takes a list."""
+    number (integer or float), one with a parser of its own a string or an integer, anything
+    else a string; a repeatable option takes a list."""
     return {
         key: ConfigKey(param.name, _toml_type(param), repeated=param.multiple)
         for key, param in config_options(command).items()
@@ -209,6 +210,8 @@ def _toml_type(option: click.Option) -> TomlType:
         return "integer"
     if isinstance(option.type, click.types.FloatParamType):
         return "number"
+    if isinstance(option.type, Parsed):  # its parser reads `workers = 4` as it reads "4"
+        return "text"
     return "string"
 
 

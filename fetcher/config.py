@@ -638,8 +638,9 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     return str(ip), int(port)
 
 
-# The TOML type of a config file value, as its option declares it ("number": integer or float).
-TomlType = Literal["string", "integer", "number", "boolean"]
+# The TOML type of a config file value, as its option declares it ("number": integer or float;
+# "text": a string or an integer, given to the option's parser as the digits typed).
+TomlType = Literal["string", "text", "integer", "number", "boolean"]
 # A wrong string value is quoted in the error up to this many characters: one line stays short.
 SHOWN_CHARS = 40
 
@@ -679,9 +680,13 @@ def load_toml_defaults(path: str | Path, keys: Mapping[str, ConfigKey]) -> dict[
         values = value if key.repeated and isinstance(value, list) else [value]
         for item in values:
             if not _is_a(item, key.type):
-                expected = f"a list of {key.type}s" if key.repeated else _ARTICLES[key.type]
+                expected = _ARTICLES[key.type]
+                if key.repeated:  # "a list of strings or integers"
+                    expected = "a list of " + expected.replace(" or an ", "s or ")[2:] + "s"
                 raise ConfigError(f"{path}: key {name!r}: expected {expected}, got {_toml(item)}")
-        defaults[key.name] = values if key.repeated else value
+        if key.type == "text":
+            values = [str(item) for item in values]
+        defaults[key.name] = values if key.repeated else values[0]
     return defaults
 
 
@@ -695,6 +700,7 @@ def nearest(name: str, names: Iterable[str]) -> str | None:
 
 _ARTICLES = {
     "string": "a string",
+    "text": "a string or an integer",
     "integer": "an integer",
     "number": "a number",
     "boolean": "a boolean",
@@ -708,6 +714,8 @@ def _is_a(value: Any, kind: TomlType) -> bool:
         return isinstance(value, int)
     if kind == "number":
         return isinstance(value, (int, float))
+    if kind == "text":
+        return isinstance(value, (str, int))
     return kind == "string" and isinstance(value, str)
 
 

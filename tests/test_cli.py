@@ -749,7 +749,17 @@ def test_the_output_file_cannot_be_an_input_file(tmp_path: Path) -> None:
         pytest.param('concurrency = "300"', 'expected an integer, got a string "300"', id="int"),
         pytest.param('timeout = "5"', 'expected a number, got a string "5"', id="number"),
         pytest.param('insecure = "yes"', 'expected a boolean, got a string "yes"', id="flag"),
-        pytest.param("ports = 80", "expected a string, got an integer 80", id="string"),
+        pytest.param("method = 1", "expected a string, got an integer 1", id="string"),
+        pytest.param("ports = 8.5", "expected a string or an integer, got a float 8.5", id="text"),
+        pytest.param(
+            "header = [1.5]", "expected a list of strings or integers, got a float 1.5", id="texts"
+        ),
+        pytest.param(
+            "cert-expires-within = -1",
+            "Invalid value for '--cert-expires-within': expected a whole number of days"
+            " (0 or more), got '-1'",
+            id="parsed",
+        ),
         pytest.param("resolver = [53]", "expected a list of strings, got an integer 53", id="list"),
     ],
 )
@@ -776,8 +786,9 @@ def test_config_types_come_from_the_option_declarations() -> None:
     assert types["concurrency"] == types["retries"] == ("integer", False)  # IntRange
     assert types["timeout"] == types["rate"] == ("number", False)  # FloatRange
     assert types["insecure"] == types["http1.0"] == ("boolean", False)  # flags
-    assert types["method"] == types["ports"] == types["cacert"] == ("string", False)
-    assert types["header"] == types["resolver"] == ("string", True)
+    assert types["method"] == types["cacert"] == ("string", False)
+    assert types["ports"] == types["workers"] == ("text", False)  # a parser: "80" or 80
+    assert types["resolver"] == ("string", True) and types["header"] == ("text", True)
 
 
 def test_config_numbers_flags_and_a_lone_header_reach_the_run(
@@ -788,8 +799,9 @@ def test_config_numbers_flags_and_a_lone_header_reach_the_run(
     config = tmp_path / "config.toml"
     config.write_text(
         'header = "X-One: 1"\ntimeout = 5\nconcurrency = 3\n"http1.0" = true\nformat = "jsonl"\n'
+        f"ports = {port}\ncert-expires-within = 0\n"  # numbers, read as their digits
     )
-    code, out, err = invoke("--config", str(config), f"127.0.0.1:{port}")
+    code, out, err = invoke("--config", str(config), "--cert-expires-within", "", "127.0.0.1")
     assert code == 0, err
     assert json.loads(out)["status_code"] == 200
     request = seen[0].decode().lower()
