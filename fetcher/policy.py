@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import random
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -61,6 +64,14 @@ def backoff(retry: int) -> float:
     fixed, half random) so many targets failing together do not come back in lockstep."""
     delay = min(RETRY_CAP, RETRY_BASE * 2.0**retry)
     return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _show_bug(target: Target, error: InternalError) -> None:
+    """AFETCH_DEBUG=1: an internal-error's traceback on stderr, as a bug that ends a run shows
+    its own; the record alone says only the exception's type and message."""
+    if os.environ.get("AFETCH_DEBUG") and error.__cause__ is not None:
+        shown = "".join(traceback.format_exception(error.__cause__))
+        sys.stderr.write(f"afetch: internal error fetching {target.url}:\n{shown}")
 
 
 @dataclass(slots=True)
@@ -122,6 +133,8 @@ class Policy:
             head, error = None, exc
         except Exception as exc:  # a bug of ours on this target's path: its record, not the run
             head, error = None, InternalError.wrap(exc)
+        if isinstance(error, InternalError):
+            _show_bug(target, error)
         return self._result(visit, head, error, index, expanded, graded)
 
     def refuse(self, line: str, error: InvalidInput, index: int = -1) -> Result:

@@ -17,7 +17,9 @@ from fetcher.policy import Policy
 from fetcher.targets import Target, parse_target
 
 
-def test_a_bug_outside_the_backend_call_costs_one_record_not_the_run() -> None:
+def test_a_bug_outside_the_backend_call_costs_one_record_not_the_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     class BugShaped(StubBackend):
         """Answers bug-* with a redirect whose Location it forgot to decode."""
 
@@ -37,6 +39,12 @@ def test_a_bug_outside_the_backend_call_costs_one_record_not_the_run() -> None:
         "phase": None,
         "message": "TypeError: Cannot mix str and non-str arguments",
     }
+    assert capsys.readouterr().err == ""  # the traceback only on request:
+    monkeypatch.setenv("AFETCH_DEBUG", "1")
+    collect(["bug1.example"], config, BugShaped(config))
+    err = capsys.readouterr().err
+    assert err.startswith("afetch: internal error fetching http://bug1.example/:\nTraceback")
+    assert err.endswith("TypeError: Cannot mix str and non-str arguments\n")
 
 
 class Recording(StubBackend):
