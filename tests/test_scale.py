@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from fetcher.config import (
     ConfigError,
     Fanout,
     Output,
+    Request,
     StatusSet,
     parse_shard,
     parse_workers,
@@ -529,3 +531,19 @@ def test_a_chunk_leaves_no_cycles_behind(hosts: LoopbackHosts) -> None:
     config = make_config(concurrency=4)
     scale.run_chunk(config, [f"127.0.0.1:{port}/{i}" for i in range(20)])
     assert gc.collect() < 50
+
+
+def test_a_chunk_shows_what_one_process_shows(hosts: LoopbackHosts) -> None:
+    """--min-grade and --cert-expires-within hold in a chunk as in the one-process run: an
+    audited plain-http host (graded below A+) is shown, a record without a certificate is not;
+    the -o file gets both."""
+    port = hosts.serve(replies(response()))
+    url = f"http://127.0.0.1:{port}/"
+    limits = make_config(concurrency=4).limits
+    audit = Request(audit=True)
+    graded = Config(request=audit, limits=limits, output=replace(JSONL, min_grade="A+"))
+    expiring = Config(limits=limits, output=replace(JSONL, cert_expires_within=30))
+    for config, shown in ((graded, 1), (expiring, 0)):
+        chunk = scale.run_chunk(config, [url], file=True)
+        assert (chunk.stdout.count(b"\n"), chunk.file.count(b"\n")) == (shown, 1)
+        assert (chunk.tally.ok, chunk.tally.filtered) == (1, 1 - shown)
