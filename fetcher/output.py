@@ -384,24 +384,24 @@ class _Stream:
 
 class RecordWriter:
     """The sink the engine hands results to: formats once, writes the shown records to stdout
-    and every record to the -o file (what --resume reads)."""
+    in its `shown_as` format and every record to the -o file as JSON Lines (what --resume and
+    afetch diff read)."""
 
     def __init__(
         self,
-        formatter: Formatter,
+        shown_as: Format,
         *,
         stdout: BinaryIO | None = None,
         file_path: str | None = None,
-        file_formatter: Formatter | None = None,
         line_buffered: bool = False,
-        header: str = "",
         append: bool = True,
     ) -> None:
-        """`header` (CSV's column row) is written first to stdout; the file, which has its own
-        formatter, never gets it. The file is appended to, or with `append=False` emptied
-        first. Raises OSError when the file cannot be opened."""
-        self._formatter = formatter
-        self._file_formatter = file_formatter or formatter
+        """The format's header (CSV's column row) is written first to stdout, never to the
+        file. The file is appended to, or with `append=False` emptied first. Raises OSError
+        when the file cannot be opened."""
+        self._formatter = shown_as.formatter
+        self._file_formatter = format_jsonl
+        header = shown_as.header
         self._stdout: _Stream | None = None
         if stdout is not None:
             stdout.flush()  # anything written before us goes first

@@ -30,7 +30,6 @@ from .output import (
     OutputError,
     RecordWriter,
     escape,
-    format_jsonl,
     make_format,
     stdout_filter,
 )
@@ -198,12 +197,10 @@ def prepare(
             if files.resume:
                 recorded = resuming.Recorded.load(output, by_port=bool(config.ports))
         writer = RecordWriter(
-            chosen.formatter,
+            chosen,
             stdout=sys.stdout.buffer,
             file_path=output,
-            file_formatter=format_jsonl,  # what --resume reads, whatever stdout shows
             line_buffered=console.stdout_tty,
-            header=chosen.header,
             append=files.append or files.resume,  # else a new file, as curl -o does
         )
     except OSError as exc:

@@ -38,7 +38,7 @@ from fetcher.config import (
     parse_workers,
 )
 from fetcher.loopback import LoopbackHosts, delayed, read_request, replies, response
-from fetcher.output import RecordWriter, format_jsonl, make_format
+from fetcher.output import Format, RecordWriter, format_jsonl, make_format
 from fetcher.resume import Recorded
 from fetcher.stats import Reservoir, Tally
 from tests.conftest import make_config
@@ -92,11 +92,9 @@ def run_cli_like(
     chosen = make_format(config.output)
     stdout = io.BytesIO()
     writer = RecordWriter(
-        chosen.formatter,
+        chosen,
         stdout=stdout,
         file_path=str(out),
-        file_formatter=format_jsonl,
-        header=chosen.header,
         append=False,
     )
     outcome = runner.run(config, lines, writer, pool=pool)
@@ -177,7 +175,7 @@ def test_resume_skips_what_the_file_holds_across_workers(
         "".join(json.dumps({"input": line, "port": port}) + "\n" for line, port in done)
     )
     recorded = Recorded.load(str(earlier), by_port=True)
-    writer = RecordWriter(format_jsonl, stdout=io.BytesIO(), file_path=str(tmp_path / "o"))
+    writer = RecordWriter(Format(format_jsonl), stdout=io.BytesIO(), file_path=str(tmp_path / "o"))
     runner.run(config, lines, writer, recorded=recorded, pool=scale.WorkerPool(2))
     got = Counter(
         (r["input"], r["port"]) for r in map(json.loads, (tmp_path / "o").read_text().splitlines())
@@ -199,7 +197,7 @@ class CountingPool(scale.WorkerPool):
 
 def fan(config: Config, lines: list[str], pool: scale.Pool, on_chunk: Callable[[], None]) -> bytes:
     out = io.BytesIO()
-    writer = RecordWriter(format_jsonl, stdout=out)
+    writer = RecordWriter(Format(format_jsonl), stdout=out)
 
     async def go() -> None:
         await scale.FanOut(config, pool, writer, Tally(), on_chunk=on_chunk).run(lines)
