@@ -388,6 +388,11 @@ class Config:
         empty="empty port list",
         shown_default="none", help="Ports for bare hosts, e.g. 80,443,8080-8090.",
     )  # fmt: skip
+    # The resolvers parsed, (ip, port) each: what the backends' Resolver asks. Set by
+    # __post_init__, the one place a --resolver value is read.
+    nameservers: tuple[tuple[str, int], ...] = dataclasses.field(
+        default=(), init=False, repr=False, compare=False
+    )
 
     @property
     def bare_scheme(self) -> str:
@@ -409,8 +414,7 @@ class Config:
         for port in self.ports:
             if not 1 <= port <= MAX_PORT:
                 raise ConfigError(f"port out of range: {port}")
-        for resolver in self.resolvers:
-            parse_nameserver(resolver)
+        object.__setattr__(self, "nameservers", tuple(map(parse_nameserver, self.resolvers)))
         from .resolve import parse_pin  # resolve.py imports this module
 
         for pin in self.pins:

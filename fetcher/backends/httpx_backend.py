@@ -86,7 +86,7 @@ class HttpxBackend(Backend):
             connect=timeouts.connect, read=timeouts.total, write=timeouts.total, pool=timeouts.total
         ).as_dict()
         ssl_context = make_ssl_context(request.verify, request.cafile)
-        self._resolver = Resolver(config.resolvers, pins=config.pins)
+        self._resolver = Resolver(config.nameservers, pins=config.pins)
         alpn = ("http/1.1", "h2") if request.http2 else ("http/1.1",)  # as httpcore offers
         reporter = TLSReporter(config, alpn) if request.tls_info else None
         if reporter is not None:

@@ -117,7 +117,7 @@ class RawBackend(Backend):
             self._host_prefix, self._request_tail = rest, b""
         self._ssl_context: ssl.SSLContext | None = None  # loaded for the first https target
         self._ssl_loading: asyncio.Future[ssl.SSLContext] | None = None
-        self._resolver = Resolver(config.resolvers, pins=config.pins)
+        self._resolver = Resolver(config.nameservers, pins=config.pins)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
         self._tls = TLSReporter(config, ALPN) if request.tls_info else None
         self._proxies = proxying.Proxies(config.proxy, config.proxy_env)
