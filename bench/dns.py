@@ -42,7 +42,7 @@ def serve(count: int, delay: float) -> None:
         sys.stdin.read()
 
 
-async def lookups(count: int, concurrency: int, servers: list[str]) -> dict[str, float]:
+async def lookups(count: int, concurrency: int, servers: list[tuple[str, int]]) -> dict[str, float]:
     """Child: resolve `count` distinct names, `concurrency` at a time; time it."""
     from fetcher.errors import DNSError
     from fetcher.resolve import Resolver
@@ -70,9 +70,9 @@ async def lookups(count: int, concurrency: int, servers: list[str]) -> dict[str,
 def client(mode: str, loop: str, count: int, concurrency: int) -> None:
     if mode == "getaddrinfo":
         sys.modules["aiodns"] = None  # type: ignore[assignment]  # force the fallback
-        servers: list[str] = []
+        servers: list[tuple[str, int]] = []
     else:
-        servers = [SERVER_IP]
+        servers = [(SERVER_IP, 53)]
     factory = None
     if loop == "uvloop":
         import uvloop

@@ -38,7 +38,7 @@ from fetcher.config import Config, Limits  # noqa: E402
 from fetcher.engine import Engine  # noqa: E402
 from fetcher.http1 import ResponseHead  # noqa: E402
 from fetcher.models import Trace  # noqa: E402
-from fetcher.output import RecordWriter, format_jsonl  # noqa: E402
+from fetcher.output import Format, RecordWriter, format_jsonl  # noqa: E402
 from fetcher.targets import Target, parse_target  # noqa: E402
 
 
@@ -130,7 +130,7 @@ def engine(lines: list[str], concurrency: int) -> Callable[[], Awaitable[None]]:
     async def main() -> None:
         config = Config(limits=Limits(concurrency=concurrency))
         with open(os.devnull, "wb") as devnull:
-            writer = RecordWriter(format_jsonl, stdout=devnull)
+            writer = RecordWriter(Format(format_jsonl), stdout=devnull)
             await Engine(config, _Instant(config)).run(lines, writer.write)
             writer.close()
 

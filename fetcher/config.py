@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import extras
 from .options import ConfigError as ConfigError
-from .options import Spec, check_fields, option, specs_of
+from .options import Spec, check_fields, option, specs_of, switch
 from .records import StatusSet as StatusSet
 from .records import check_fields as check_record_fields
 from .records import graded_below, parse_names, shown
@@ -132,32 +132,29 @@ class Request:
         "1.1", "--http1.0", group="Request", flag=True, sets="1.0",
         help="Send HTTP/1.0 requests instead of HTTP/1.1.",
     )  # fmt: skip
-    verify: bool = option(
-        True, "-k", "--insecure", group="Request", flag=True, sets=False,
-        help="Do not verify TLS certificates.",
-    )  # fmt: skip
+    verify: bool = switch(
+        "-k", "--insecure", group="Request", sets=False, help="Do not verify TLS certificates."
+    )
     cafile: str | None = option(
         None, "--cacert", group="Request", path="file", shown_default="none",
         help="Also trust the CA certificates in this PEM FILE.",
     )  # fmt: skip
-    tls_info: bool = option(  # the record's `tls` object (README "TLS facts")
-        True, "--no-tls-info", group="Request", flag=True, sets=False,
+    tls_info: bool = switch(  # the record's `tls` object (README "TLS facts")
+        "--no-tls-info", group="Request", sets=False,
         help="No tls object in https records (skips its cost).",
     )  # fmt: skip
-    follow_redirects: bool = option(
-        False, "-L", "--follow-redirects", group="Request", flag=True,
-        help="Follow redirects (http and https only).",
-    )  # fmt: skip
+    follow_redirects: bool = switch(
+        "-L", "--follow-redirects", group="Request", help="Follow redirects (http and https only)."
+    )
     max_redirects: int = option(
         DEFAULT_MAX_REDIRECTS, "--max-redirects", "--max-redirs", group="Request", minimum=0,
         metavar="N", help="More redirects is an error (-L).",
     )  # fmt: skip
-    http2: bool = option(
-        False, "--http2", group="Request", flag=True,
-        help="Offer HTTP/2 over TLS (needs --backend httpx).",
-    )  # fmt: skip
-    audit: bool = option(
-        False, "--audit", group="Request", flag=True,
+    http2: bool = switch(
+        "--http2", group="Request", help="Offer HTTP/2 over TLS (needs --backend httpx)."
+    )
+    audit: bool = switch(
+        "--audit", group="Request",
         help="Grade security headers as MDN's Observatory (-L, --scheme auto).",
     )  # fmt: skip
     audit_http_port: int = DEFAULT_HTTP_PORT  # library only: tests move it off port 80
@@ -320,19 +317,16 @@ class Output:
         None, "--min-grade", group="Output", parse=parse_grade, metavar="GRADE",
         shown_default="none", help="With --audit: write only targets graded below it.",
     )  # fmt: skip
-    progress: bool = option(  # a live line on stderr, when stderr is a terminal
-        True, "-q", "--quiet", group="Output", flag=True, sets=False,
-        help="No progress line on the terminal.",
-    )  # fmt: skip
-    stats: bool = option(
-        False, "--stats", group="Output", flag=True, help="Print a summary on stderr at the end."
+    progress: bool = switch(  # a live line on stderr, when stderr is a terminal
+        "-q", "--quiet", group="Output", sets=False, help="No progress line on the terminal."
     )
-    silent: bool = option(
-        False, "-s", "--silent", group="Output", flag=True,
+    stats: bool = switch("--stats", group="Output", help="Print a summary on stderr at the end.")
+    silent: bool = switch(
+        "-s", "--silent", group="Output",
         help="Only errors (and --stats) on stderr: no progress, warning, note.",
     )  # fmt: skip
-    verbose: bool = option(
-        False, "-v", "--verbose", group="Output", flag=True,
+    verbose: bool = switch(
+        "-v", "--verbose", group="Output",
         help="Each request and its connection steps on stderr, as curl -v.",
     )  # fmt: skip
 
@@ -376,10 +370,9 @@ class Config:
         None, "-x", "--proxy", group="Request", metavar="URL", shown_default="none",
         help="HTTP proxy: http://[USER:PASS@]HOST[:PORT].",
     )  # fmt: skip
-    proxy_env: bool = option(
-        False, "--proxy-env", group="Request", flag=True,
-        help="Without -x: HTTPS_PROXY, http_proxy and NO_PROXY.",
-    )  # fmt: skip
+    proxy_env: bool = switch(
+        "--proxy-env", group="Request", help="Without -x: HTTPS_PROXY, http_proxy and NO_PROXY."
+    )
     order: str = option(
         "completion", "--order", group="Concurrency", choices=ORDERS, case_sensitive=False,
         help="Order results by completion or by input.",
@@ -395,6 +388,11 @@ class Config:
         empty="empty port list",
         shown_default="none", help="Ports for bare hosts, e.g. 80,443,8080-8090.",
     )  # fmt: skip
+    # The resolvers parsed, (ip, port) each: what the backends' Resolver asks. Set by
+    # __post_init__, the one place a --resolver value is read.
+    nameservers: tuple[tuple[str, int], ...] = dataclasses.field(
+        default=(), init=False, repr=False, compare=False
+    )
 
     @property
     def bare_scheme(self) -> str:
@@ -416,8 +414,7 @@ class Config:
         for port in self.ports:
             if not 1 <= port <= MAX_PORT:
                 raise ConfigError(f"port out of range: {port}")
-        for resolver in self.resolvers:
-            parse_nameserver(resolver)
+        object.__setattr__(self, "nameservers", tuple(map(parse_nameserver, self.resolvers)))
         from .resolve import parse_pin  # resolve.py imports this module
 
         for pin in self.pins:
@@ -454,12 +451,12 @@ class Run:
         None, "-o", "--output", group="Output", path="output", configurable=False,
         help="Also write every record to FILE, as JSON Lines.",
     )  # fmt: skip
-    append: bool = option(
-        False, "--append", group="Output", flag=True, configurable=False,
+    append: bool = switch(
+        "--append", group="Output", configurable=False,
         help="With -o FILE: append to it instead of starting afresh.",
     )  # fmt: skip
-    resume: bool = option(
-        False, "--resume", group="Output", flag=True, configurable=False,
+    resume: bool = switch(
+        "--resume", group="Output", configurable=False,
         help="With -o FILE: skip the targets it has records for, append.",
     )  # fmt: skip
 

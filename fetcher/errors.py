@@ -26,16 +26,33 @@ import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 Phase = Literal["dns", "connect", "tls", "write", "read", "redirect", "proxy"]
 PHASES: tuple[Phase, ...] = get_args(Phase)
+# Error kind -> its class, as each FetchError subclass declares it (README "Error kinds").
+KINDS: dict[str, type[FetchError]] = {}
 
 
 class FetchError(Exception):
-    """A failure that ends one target's fetch and becomes that target's error record."""
+    """A failure that ends one target's fetch and becomes that target's error record.
+
+    A subclass names its kind on its class line, ``class DNSError(FetchError, kind="dns-error")``:
+    each kind once, all of them in `KINDS`. One without a kind (a library user's) has its
+    parent's.
+    """
 
     kind = "fetch-error"
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is None:
+            return
+        taken = KINDS.get(kind)
+        if taken is not None:
+            raise TypeError(f"error kind {kind!r} is {taken.__name__}'s already")
+        cls.kind = kind
+        KINDS[kind] = cls
 
     def __init__(self, message: str, phase: Phase | None = None) -> None:
         super().__init__(message)
@@ -46,46 +63,32 @@ class FetchError(Exception):
         return {"kind": self.kind, "phase": self.phase, "message": self.message}
 
 
-class InvalidInput(FetchError):
+class InvalidInput(FetchError, kind="invalid-input"):
     """The input line cannot be a target (bad host, port or scheme); nothing was fetched."""
 
-    kind = "invalid-input"
 
-
-class DNSError(FetchError):
+class DNSError(FetchError, kind="dns-error"):
     """The name has no address: NXDOMAIN, no A/AAAA record, or no answer from the DNS server."""
 
-    kind = "dns-error"
 
-
-class ConnectError(FetchError):
+class ConnectError(FetchError, kind="connection-error"):
     """The connection failed or was lost: reset, closed early, unreachable."""
 
-    kind = "connection-error"
 
-
-class ConnectionRefused(ConnectError):
+class ConnectionRefused(ConnectError, kind="connection-refused"):
     """Nothing listens on the port: the host said so (RST), it did not merely stay silent."""
 
-    kind = "connection-refused"
 
-
-class LocalError(FetchError):
+class LocalError(FetchError, kind="local-error"):
     """Out of file descriptors or ephemeral ports: the fault is here, not at the host."""
 
-    kind = "local-error"
 
-
-class TLSError(FetchError):
+class TLSError(FetchError, kind="tls-error"):
     """The TLS handshake failed, or the certificate did not verify."""
 
-    kind = "tls-error"
 
-
-class FetchTimeout(FetchError, TimeoutError):
+class FetchTimeout(FetchError, TimeoutError, kind="timeout"):
     """A deadline passed (--timeout for the fetch, --connect-timeout for connect + TLS)."""
-
-    kind = "timeout"
 
 
 def timed_out(phase: Phase, seconds: float) -> FetchTimeout:
@@ -95,30 +98,22 @@ def timed_out(phase: Phase, seconds: float) -> FetchTimeout:
     return FetchTimeout(f"{what} within {seconds:g} s", phase)
 
 
-class ProtocolError(FetchError):
+class ProtocolError(FetchError, kind="protocol-error"):
     """The peer did not speak HTTP/1.x (or h2) within afetch's limits (http1.py)."""
 
-    kind = "protocol-error"
 
-
-class TooManyRedirects(FetchError):
+class TooManyRedirects(FetchError, kind="too-many-redirects"):
     """With -L, a redirect chain longer than --max-redirects."""
 
-    kind = "too-many-redirects"
 
-
-class ProxyError(FetchError):
+class ProxyError(FetchError, kind="proxy-error"):
     """The proxy answered CONNECT with something else than a 2xx (403, 407, 502...): it, not
     the target, ended the fetch. Not retried, and no reason for --scheme auto to try http."""
 
-    kind = "proxy-error"
 
-
-class InternalError(FetchError):
+class InternalError(FetchError, kind="internal-error"):
     """An exception afetch did not expect: a bug of ours. It costs the one target it hit a
     record (never blamed on the server as a protocol-error), and the run goes on."""
-
-    kind = "internal-error"
 
     @classmethod
     def wrap(cls, exc: BaseException, phase: Phase | None = None) -> InternalError:

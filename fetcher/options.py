@@ -1,10 +1,10 @@
 """How an option is declared: once, on the Config field it sets (httpie's cli/definition.py idea).
 
-A field made with `option(...)` carries its flags, help line, --help group, bounds and parser;
-fetcher.cli turns each into a click option, its config-file key and its AFETCH_* variable (the
-long flag name), and Config.from_options builds the frozen Config from the flat values. The
-field's own default is the option's default: it is written nowhere else. No click here, so the
-library's Config never imports the command line.
+A field made with `option(...)` (`switch(...)` for a bool flag) carries its flags, help line,
+--help group, bounds and parser; fetcher.cli turns each into a click option, its config-file key
+and its AFETCH_* variable (the long flag name), and Config.from_options builds the frozen Config
+from the flat values. The field's own default is the option's default: it is written nowhere
+else. No click here, so the library's Config never imports the command line.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ def option(default: Any, *flags: str, also: tuple[Spec, ...] = (), **spec: Any) 
     ):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def switch(*flags: str, sets: bool = True, **spec: Any) -> Any:
+    """A bool field that a flag (no value) turns to `sets`, the other way by default: off until
+    given (``--stats``), or with ``sets=False`` on until given (``-k/--insecure``)."""
+    return option(not sets, *flags, flag=True, sets=sets, **spec)
 
 
 def specs_of(field: dataclasses.Field[Any]) -> tuple[Spec, ...]:

@@ -33,7 +33,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from . import extras
-from .config import parse_nameserver
 from .errors import DNSError
 from .options import ConfigError
 from .targets import IPV4_SHAPE
@@ -118,7 +117,8 @@ def _address(text: str) -> Address | None:
 class Resolver:
     """Resolves names to addresses with an LRU cache shared by concurrent lookups.
 
-    `nameservers` are "IP" or "IP:PORT" strings (Config.resolvers); empty means the system's.
+    `nameservers` are (ip, port) pairs (Config.nameservers: --resolver parsed); empty means
+    the system's.
     `pins` are --resolve values (Config.pins): names answered without asking anyone.
     The c-ares channel binds to the running event loop, so it is made on the first lookup and
     released by `aclose()`, both inside that loop.
@@ -126,7 +126,7 @@ class Resolver:
 
     def __init__(
         self,
-        nameservers: Sequence[str] = (),
+        nameservers: Sequence[tuple[str, int]] = (),
         *,
         cache_size: int = CACHE_SIZE,
         timeout: float = DNS_TIMEOUT,
@@ -136,11 +136,12 @@ class Resolver:
         self._pins: dict[tuple[str, int | None], list[Address]] = {}
         for host, port, addresses in map(parse_pin, pins):  # the first of a host:port wins
             self._pins.setdefault((host, port), list(addresses))
-        servers = [parse_nameserver(server) for server in nameservers]
-        if servers:
+        if nameservers:
             extras.AIODNS.require()  # the getaddrinfo fallback asks the system's servers only
         # c-ares' server syntax: ip:port, [ipv6]:port.
-        self._servers = [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in servers]
+        self._servers = [
+            f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in nameservers
+        ]
         self._timeout = timeout
         self._tries = tries
         self._cache: OrderedDict[str, asyncio.Future[list[Address]]] = OrderedDict()

@@ -35,7 +35,7 @@ from .engine import Engine, Lines, aiter_lines
 from .errors import InvalidInput
 from .jobs import Jobs
 from .models import Result
-from .output import RecordWriter, format_jsonl, make_format
+from .output import RecordWriter, encoder, make_format, stdout_filter
 from .resume import Recorded
 from .stats import Tally
 from .targets import is_skipped, parse_target
@@ -147,26 +147,24 @@ class _Records:
     """A worker's sink: what RecordWriter.write does, into memory, plus the tally."""
 
     def __init__(self, config: Config, stdout: bool, file: bool) -> None:
-        self._shows = config.output.shows
-        self._formatter = make_format(config.output).formatter if stdout else None
-        self._file_formatter = format_jsonl if file else None
+        self._shows = stdout_filter(config.output)
+        self._encode = encoder(make_format(config.output).formatter if stdout else None, file)
         self.stdout: list[bytes] = []
         self.file: list[bytes] = []
         self.count = 0
         self.tally = Tally()
 
     def __call__(self, result: Result) -> None:
-        shown = self._shows(result.status_code)
+        shown = self._shows(result)
         self.tally.count(result, shown=shown)
-        text = b""
-        if shown and self._formatter is not None:
-            text = self._formatter(result).encode("utf-8")
-            self.stdout.append(text)
-        if self._file_formatter is not None:
-            same = bool(text) and self._formatter is self._file_formatter
-            self.file.append(text if same else self._file_formatter(result).encode("utf-8"))
-        elif not text:
+        encoded = self._encode(result, shown)
+        if encoded is None:
             return
+        stdout, file = encoded
+        if stdout:
+            self.stdout.append(stdout)
+        if file:
+            self.file.append(file)
         self.count += 1
 
 

@@ -139,14 +139,8 @@ def fetch(backend_name: str) -> FetchOne:
     """fetch(line, **options) -> Result: one target through the engine and the backend."""
 
     def run(line: str, **options: object) -> Result:
-        config = make_config(backend=backend_name, **options)
-
-        async def one() -> Result:
-            results = [result async for result in fetch_all([line], config)]
-            assert len(results) == 1
-            return results[0]
-
-        return asyncio.run(one())
+        (result,) = collect([line], make_config(backend=backend_name, **options))
+        return result
 
     return run
 
@@ -156,12 +150,7 @@ def fetch_many(backend_name: str) -> FetchMany:
     """fetch_many(lines, **options) -> Results in completion order, through engine and backend."""
 
     def run(lines: list[str], **options: object) -> list[Result]:
-        config = make_config(backend=backend_name, **options)
-
-        async def go() -> list[Result]:
-            return [result async for result in fetch_all(lines, config)]
-
-        return asyncio.run(go())
+        return collect(lines, make_config(backend=backend_name, **options))
 
     return run
 
@@ -206,7 +195,10 @@ class StubBackend(Backend):
             self.in_flight -= 1
 
 
-def collect(lines: object, config: Config, backend: Backend) -> list[Result]:
+def collect(lines: object, config: Config, backend: Backend | None = None) -> list[Result]:
+    """fetch_all's Results to the end, on an event loop of their own (the config's backend if
+    none is given)."""
+
     async def go() -> list[Result]:
         return [r async for r in fetch_all(lines, config, backend)]  # type: ignore[arg-type]
 

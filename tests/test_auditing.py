@@ -21,7 +21,6 @@ from fetcher.config import Config
 from fetcher.http1 import ResponseHead
 from fetcher.loopback import LoopbackDNS, LoopbackHosts, Script, recording, replies, response
 from fetcher.models import Result, Trace
-from fetcher.stream import fetch_all
 from fetcher.targets import Target
 
 # A response MDN grades A+ over https: every header a bonus or a pass, no cookie.
@@ -77,12 +76,7 @@ def audited(backend: str = "raw", **request: Any) -> Config:
 
 def fetch_audited(backend: str, line: str, **request: Any) -> Result:
     """One target through the engine and a real backend, under --audit."""
-    config = audited(backend, **request)
-
-    async def one() -> list[Result]:
-        return [result async for result in fetch_all([line], config)]
-
-    (result,) = asyncio.run(one())
+    (result,) = collect([line], audited(backend, **request))
     return result
 
 

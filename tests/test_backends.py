@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FetchOne, make_config
+from conftest import FetchOne, collect, make_config
 
 from fetcher.backends.httpx_backend import HttpxBackend
 from fetcher.http1 import MAX_HEADERS, MAX_INTERIM_RESPONSES, ResponseHead
@@ -422,10 +422,7 @@ def test_one_client_serves_many_targets(hosts: LoopbackHosts, backend_name: str)
     port = hosts.serve(delayed(OK, 0.02))
     config = make_config(backend=backend_name, concurrency=3, timeout=10)
 
-    async def run() -> list[Result]:
-        return [r async for r in fetch_all([f"127.0.0.1:{port}/{i}" for i in range(30)], config)]
-
-    results = asyncio.run(run())
+    results = collect([f"127.0.0.1:{port}/{i}" for i in range(30)], config)
     assert sorted(r.target.path for r in results if r.target) == sorted(f"/{i}" for i in range(30))
     assert all(r.status_code == 200 for r in results)
 
@@ -531,10 +528,7 @@ def test_loading_the_ca_store_is_in_no_phase(
     config = make_config(backend=backend_name, cafile=ca_file, concurrency=4)
     lines = [f"https://localhost:{tls_port}/", f"http://127.0.0.1:{plain_port}/"]
 
-    async def go() -> list[Result]:
-        return [result async for result in fetch_all(lines, config)]
-
-    results = asyncio.run(go())
+    results = collect(lines, config)
     assert [r.status_code for r in results] == [200, 200]
     for result in results:
         assert max(_phases_ms(result).values()) < FAST_PHASE_MS, result.timings
@@ -552,12 +546,8 @@ def test_plain_http_never_loads_the_ca_store(
     loads: list[object] = []
     monkeypatch.setattr(raw, "make_ssl_context", lambda *args: loads.append(args))
     port = hosts.serve(replies(OK))
-    config = make_config(backend="raw")
-
-    async def go() -> list[Result]:
-        return [result async for result in fetch_all([f"127.0.0.1:{port}"] * 3, config)]
-
-    assert [result.status_code for result in asyncio.run(go())] == [200] * 3
+    results = collect([f"127.0.0.1:{port}"] * 3, make_config(backend="raw"))
+    assert [result.status_code for result in results] == [200] * 3
     assert loads == []
 
 
@@ -574,10 +564,7 @@ def test_starting_the_resolver_is_in_no_phase(
     config = make_config(backend=backend_name, resolvers=(f"127.0.0.1:{dns}",), concurrency=4)
     lines = [f"http://named.test:{port}/", f"http://127.0.0.1:{port}/"]
 
-    async def go() -> list[Result]:
-        return [result async for result in fetch_all(lines, config)]
-
-    results = asyncio.run(go())
+    results = collect(lines, config)
     assert [r.status_code for r in results] == [200, 200]
     for result in results:
         assert max(_phases_ms(result).values()) < FAST_PHASE_MS, result.timings

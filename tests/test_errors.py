@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import socket
 import ssl
+from pathlib import Path
 
 import pytest
 
 from fetcher.errors import (
+    KINDS,
+    ConnectError,
     FetchError,
     FetchTimeout,
     InternalError,
@@ -95,3 +99,21 @@ def test_an_internal_error_is_ours_and_keeps_its_cause() -> None:
         "message": "KeyError: 'x'",
     }
     assert error.__cause__ is bug and not isinstance(error, ProtocolError)
+
+
+def test_the_readme_lists_every_error_kind() -> None:
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    table = readme.read_text(encoding="utf-8").split("### Error kinds", 1)[1].split("\n\n")[1]
+    assert sorted(re.findall(r"^\| `([a-z-]+)` \|", table, re.MULTILINE)) == sorted(KINDS)
+
+
+def test_a_kind_is_declared_once() -> None:
+    with pytest.raises(TypeError, match="error kind 'timeout' is FetchTimeout's already"):
+
+        class Late(FetchError, kind="timeout"):
+            pass
+
+    class Unnamed(ConnectError):  # a library user's subclass: its parent's kind
+        pass
+
+    assert Unnamed("x").kind == "connection-error" and KINDS["connection-error"] is ConnectError

@@ -8,12 +8,11 @@ import json
 import time
 
 import pytest
-from conftest import FetchOne, make_config
+from conftest import FetchOne, collect, make_config
 
 from fetcher.http1 import MAX_HEADERS, MAX_LINE_BYTES
 from fetcher.loopback import LoopbackHosts, Script, drips, read_request, replies, response
 from fetcher.output import format_jsonl, format_text
-from fetcher.stream import fetch_all
 
 OK = response("200 OK")
 DEADLINE = 1.0
@@ -190,10 +189,7 @@ def test_the_rest_of_the_run_is_unaffected(hosts: LoopbackHosts, backend_name: s
     ]
     config = make_config(backend=backend_name, timeout=DEADLINE, concurrency=20)
 
-    async def go() -> list[str | None]:
-        return [r.error.kind if r.error else None async for r in fetch_all(lines, config)]
-
-    kinds = asyncio.run(go())
+    kinds = [r.error.kind if r.error else None for r in collect(lines, config)]
     assert len(kinds) == len(lines)
     assert kinds.count(None) == 40
     assert kinds.count("protocol-error") == 10

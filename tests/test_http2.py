@@ -11,13 +11,12 @@ import sys
 import pytest
 import trustme
 from click.testing import CliRunner
-from conftest import FetchOne, make_config
+from conftest import FetchOne, collect, make_config
 
 from fetcher.cli import afetch
 from fetcher.config import Config, ConfigError, Request
 from fetcher.loopback import LoopbackHosts, Script, read_request, response
 from fetcher.models import Result
-from fetcher.stream import fetch_all
 
 h2_config = pytest.importorskip("h2.config")
 h2_connection = pytest.importorskip("h2.connection")
@@ -75,12 +74,7 @@ def httpx_fetch() -> FetchOne:
     """fetch(line, **options) -> Result on the httpx backend (--http2 exists only there)."""
 
     def run(line: str, **options: object) -> Result:
-        config = make_config(backend="httpx", **options)
-
-        async def one() -> list[Result]:
-            return [result async for result in fetch_all([line], config)]
-
-        [result] = asyncio.run(one())
+        [result] = collect([line], make_config(backend="httpx", **options))
         return result
 
     return run
@@ -266,10 +260,7 @@ def test_two_targets_share_one_http2_connection(
     config = make_config(backend="httpx", http2=True, cafile=ca_file, concurrency=2)
     lines = [f"https://localhost:{port}/one", f"https://localhost:{port}/two"]
 
-    async def run() -> list[Result]:
-        return [result async for result in fetch_all(lines, config)]
-
-    results = asyncio.run(run())
+    results = collect(lines, config)
     assert [(r.status_code, r.http_version, r.host_ip) for r in results] == [
         (200, "2", "127.0.0.1")
     ] * 2

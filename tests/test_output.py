@@ -14,6 +14,7 @@ from fetcher.errors import FetchTimeout
 from fetcher.models import Result, rfc3339
 from fetcher.output import (
     Console,
+    Format,
     OutputClosed,
     OutputError,
     RecordWriter,
@@ -115,7 +116,7 @@ def test_writer_batches_whole_lines_and_appends_to_a_file(tmp_path: Path) -> Non
     out.write_text('{"earlier": true}\n')
     read_fd, write_fd = os.pipe()
     pipe = os.fdopen(write_fd, "wb")
-    writer = RecordWriter(format_jsonl, stdout=pipe, file_path=str(out))
+    writer = RecordWriter(Format(format_jsonl), stdout=pipe, file_path=str(out))
     import asyncio
 
     async def go() -> None:
@@ -137,7 +138,7 @@ def test_writer_reports_a_closed_pipe() -> None:
     read_fd, write_fd = os.pipe()
     os.close(read_fd)
     pipe = os.fdopen(write_fd, "wb")
-    writer = RecordWriter(format_text, stdout=pipe, line_buffered=True)
+    writer = RecordWriter(Format(format_text), stdout=pipe, line_buffered=True)
 
     with pytest.raises(OutputClosed):
         writer.write(ok_result())
@@ -199,11 +200,9 @@ def test_csv_header_goes_to_stdout_and_never_to_the_json_lines_file(tmp_path: Pa
     out = tmp_path / "out.jsonl"
     stdout = io.BytesIO()
     writer = RecordWriter(
-        chosen.formatter,
+        chosen,
         stdout=stdout,
         file_path=str(out),
-        file_formatter=format_jsonl,
-        header=chosen.header,
     )
 
     async def go() -> None:
@@ -256,9 +255,7 @@ def write_all(writer: RecordWriter, results: list[tuple[Result, bool]]) -> None:
 def test_the_file_gets_every_record_and_stdout_only_the_shown_ones(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     stdout = io.BytesIO()
-    writer = RecordWriter(
-        format_text, stdout=stdout, file_path=str(out), file_formatter=format_jsonl
-    )
+    writer = RecordWriter(Format(format_text), stdout=stdout, file_path=str(out))
     write_all(writer, [(ok_result(), False), (failed_result(), True), (ok_result(), False)])
     writer.close()
     assert stdout.getvalue().decode() == format_text(failed_result())
@@ -269,7 +266,7 @@ def test_the_file_gets_every_record_and_stdout_only_the_shown_ones(tmp_path: Pat
 
 def test_a_writer_without_a_file_counts_only_what_stdout_shows() -> None:
     stdout = io.BytesIO()
-    writer = RecordWriter(format_jsonl, stdout=stdout)
+    writer = RecordWriter(Format(format_jsonl), stdout=stdout)
     write_all(writer, [(ok_result(), False), (ok_result(), True)])
     writer.close()
     assert stdout.getvalue().count(b"\n") == 1 and writer.written == 1
@@ -278,7 +275,7 @@ def test_a_writer_without_a_file_counts_only_what_stdout_shows() -> None:
 def test_a_new_file_is_started_afresh_unless_appending(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     for append, expected in ((False, 1), (True, 2), (False, 1)):
-        writer = RecordWriter(format_jsonl, file_path=str(out), append=append)
+        writer = RecordWriter(Format(format_jsonl), file_path=str(out), append=append)
         write_all(writer, [(ok_result(), True)])
         writer.close()
         assert out.read_text().count("\n") == expected
@@ -307,7 +304,12 @@ def test_a_failed_stdout_is_named_and_the_file_still_gets_every_record(tmp_path:
     result = ok_result()
     record = format_jsonl(result).encode()
     stdout = FailingStream(budget=len(record))
-    writer = RecordWriter(format_jsonl, stdout=stdout, file_path=str(out), line_buffered=True)  # type: ignore[arg-type]
+    writer = RecordWriter(
+        Format(format_jsonl),
+        stdout=stdout,  # type: ignore[arg-type]
+        file_path=str(out),
+        line_buffered=True,
+    )
     write_all(writer, [(result, True)])
     with pytest.raises(OutputError) as raised:
         write_all(writer, [(result, True)])
@@ -326,7 +328,7 @@ def test_a_write_failing_halfway_cuts_the_torn_line_off_the_file(
     """The disk takes part of a batch, then fails (EIO, ENOSPC): the file ends on the last
     whole record, not inside one."""
     out = tmp_path / "out.jsonl"
-    writer = RecordWriter(format_jsonl, file_path=str(out))
+    writer = RecordWriter(Format(format_jsonl), file_path=str(out))
     result = ok_result()
     record = format_jsonl(result).encode()
     budget = [len(record) * 2 + 17]  # two records and the start of a third
@@ -353,7 +355,7 @@ def test_a_write_error_reported_at_close_names_the_file(
 ) -> None:
     """Some file systems (NFS) report a failed write only when the file is closed."""
     out = tmp_path / "out.jsonl"
-    writer = RecordWriter(format_jsonl, file_path=str(out))
+    writer = RecordWriter(Format(format_jsonl), file_path=str(out))
     write_all(writer, [(ok_result(), True)])
     real_close, closed = os.close, []
 

@@ -7,7 +7,9 @@ LoopbackDNS per test whose query log shows what c-ares really sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import pickle
 import socket
 import sys
 import time
@@ -68,12 +70,18 @@ def dns(hosts: LoopbackHosts) -> LoopbackDNS:
 
 
 def server_of(dns: LoopbackDNS) -> str:
+    """The --resolver value for `dns`."""
     return f"127.0.0.1:{dns.port}"  # type: ignore[attr-defined]
+
+
+def nameserver_of(dns: LoopbackDNS) -> tuple[str, int]:
+    """What a Resolver takes for `dns`: the (ip, port) Config.nameservers holds."""
+    return ("127.0.0.1", dns.port)  # type: ignore[attr-defined]
 
 
 async def resolve(dns: LoopbackDNS, *hosts: str, **options: Any) -> list[list[Address]]:
     """Resolve `hosts` one after another with one Resolver pointed at `dns`."""
-    resolver = Resolver([server_of(dns)], **{**FAST, **options})
+    resolver = Resolver([nameserver_of(dns)], **{**FAST, **options})
     try:
         return [await resolver.resolve(host) for host in hosts]
     finally:
@@ -128,7 +136,7 @@ def test_an_unreachable_server_is_a_dns_error() -> None:
     sock.close()  # nothing listens there now: the query meets ICMP port unreachable
 
     async def lookup() -> None:
-        resolver = Resolver([f"127.0.0.1:{port}"], **FAST)
+        resolver = Resolver([("127.0.0.1", port)], **FAST)
         try:
             await resolver.resolve("www.afetch.test")
         finally:
@@ -144,7 +152,7 @@ def test_answers_are_cached_and_failures_are_not(dns: LoopbackDNS) -> None:
     assert dns.count("www.afetch.test", "A") == 1
 
     async def fail_twice() -> None:
-        resolver = Resolver([server_of(dns)], **FAST)
+        resolver = Resolver([nameserver_of(dns)], **FAST)
         for _ in range(2):
             with pytest.raises(DNSError):
                 await resolver.resolve("nx.afetch.test")
@@ -156,7 +164,7 @@ def test_answers_are_cached_and_failures_are_not(dns: LoopbackDNS) -> None:
 
 def test_concurrent_lookups_of_one_name_share_one_query(dns: LoopbackDNS) -> None:
     async def many() -> list[list[Address]]:
-        resolver = Resolver([server_of(dns)], **FAST)
+        resolver = Resolver([nameserver_of(dns)], **FAST)
         try:
             return await asyncio.gather(*(resolver.resolve("www.afetch.test") for _ in range(50)))
         finally:
@@ -173,7 +181,7 @@ def test_lookups_of_distinct_names_overlap(hosts: LoopbackHosts) -> None:
     port = hosts.serve_dns(slow)
 
     async def all_at_once() -> list[list[Address]]:
-        resolver = Resolver([f"127.0.0.1:{port}"], timeout=5, tries=1)
+        resolver = Resolver([("127.0.0.1", port)], timeout=5, tries=1)
         try:
             return await asyncio.gather(*(resolver.resolve(name) for name in names))
         finally:
@@ -194,7 +202,7 @@ def test_a_malformed_reply_fails_only_its_own_name(hosts: LoopbackHosts) -> None
     port = hosts.serve_dns(slow)
 
     async def together() -> list[list[Address] | BaseException]:
-        resolver = Resolver([f"127.0.0.1:{port}"], timeout=5, tries=2)
+        resolver = Resolver([("127.0.0.1", port)], timeout=5, tries=2)
         try:
             lookups = (resolver.resolve(GARBAGE), resolver.resolve("www.afetch.test"))
             return await asyncio.gather(*lookups, return_exceptions=True)
@@ -250,7 +258,7 @@ def test_ip_literals_never_query(dns: LoopbackDNS) -> None:
 
 def test_a_closed_resolver_can_resolve_again(dns: LoopbackDNS) -> None:
     async def twice() -> list[Address]:
-        resolver = Resolver([server_of(dns)], **FAST)
+        resolver = Resolver([nameserver_of(dns)], **FAST)
         await resolver.resolve("www.afetch.test")
         assert resolver.uses_async_dns
         await resolver.aclose()
@@ -296,7 +304,7 @@ def test_without_aiodns_getaddrinfo_failures_read_alike(monkeypatch: pytest.Monk
 @pytest.mark.usefixtures("without_aiodns")
 def test_without_aiodns_custom_servers_are_refused() -> None:
     with pytest.raises(ConfigError, match="--resolver needs aiodns"):
-        Resolver(["127.0.0.1"])
+        Resolver([("127.0.0.1", 53)])
     result = CliRunner().invoke(afetch, ["--resolver", "127.0.0.1", "x"])
     assert result.exit_code == 2
     assert result.stderr == (
@@ -316,6 +324,17 @@ def test_without_aiodns_custom_servers_are_refused() -> None:
 )
 def test_resolver_values(text: str, expected: tuple[str, int]) -> None:
     assert parse_nameserver(text) == expected
+
+
+def test_the_config_holds_the_resolvers_parsed() -> None:
+    """--resolver is read once, by Config: the backends hand its (ip, port) pairs on."""
+    config = Config(resolvers=("192.0.2.1", "[2001:db8::1]:5353"))
+    assert config.nameservers == (("192.0.2.1", 53), ("2001:db8::1", 5353))
+    assert pickle.loads(pickle.dumps(config)).nameservers == config.nameservers
+    assert dataclasses.replace(config, resolvers=("192.0.2.2:54",)).nameservers == (
+        ("192.0.2.2", 54),
+    )
+    assert Config().nameservers == ()
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from test_interrupts import COUNT, Gate, finish, records, start, targets, wait_f
 from fetcher import runner
 from fetcher.config import Config
 from fetcher.loopback import LoopbackHosts
-from fetcher.output import OutputError, RecordWriter, format_jsonl
+from fetcher.output import Format, OutputError, RecordWriter, format_jsonl
 from fetcher.status import ExitCode
 
 
@@ -40,7 +40,7 @@ def test_sigterm_summary_says_what_was_written_and_what_was_left(
         yield "never"
 
     stdout = io.BytesIO()
-    writer = RecordWriter(format_jsonl, stdout=stdout)
+    writer = RecordWriter(Format(format_jsonl), stdout=stdout)
     outcome = runner.run(Config(), lines(), writer, count=lambda: 10)
     assert runner.exit_code(outcome) == ExitCode.TERMINATED
     assert stdout.getvalue().count(b"\n") == 3
@@ -54,7 +54,7 @@ def test_a_write_error_during_the_run_stops_it_with_one_line(
     from test_output import FailingStream
 
     stdout = FailingStream(budget=0)
-    writer = RecordWriter(format_jsonl, stdout=stdout, line_buffered=True)  # type: ignore[arg-type]
+    writer = RecordWriter(Format(format_jsonl), stdout=stdout, line_buffered=True)  # type: ignore[arg-type]
     outcome = runner.run(Config(), ["bad host"] * 50, writer)
     assert runner.exit_code(outcome) == ExitCode.OUTPUT
     assert writer.written == 1  # no record was taken after the one that failed
@@ -102,7 +102,7 @@ def test_verbose_lines_go_to_stderr_and_the_progress_line_steps_aside(
 
     port = hosts.serve(replies(response()))
     stdout = io.BytesIO()
-    writer = RecordWriter(format_jsonl, stdout=stdout)
+    writer = RecordWriter(Format(format_jsonl), stdout=stdout)
     config = Config(output=Output(verbose=True))
     console = Console(stdin_tty=False, stdout_tty=False, stderr_tty=True)
     outcome = runner.run(config, [f"127.0.0.1:{port}"], writer, console=console)

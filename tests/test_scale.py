@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,13 @@ from fetcher.config import (
     ConfigError,
     Fanout,
     Output,
+    Request,
     StatusSet,
     parse_shard,
     parse_workers,
 )
 from fetcher.loopback import LoopbackHosts, delayed, read_request, replies, response
-from fetcher.output import RecordWriter, format_jsonl, make_format
+from fetcher.output import Format, RecordWriter, format_jsonl, make_format
 from fetcher.resume import Recorded
 from fetcher.stats import Reservoir, Tally
 from tests.conftest import make_config
@@ -90,11 +92,9 @@ def run_cli_like(
     chosen = make_format(config.output)
     stdout = io.BytesIO()
     writer = RecordWriter(
-        chosen.formatter,
+        chosen,
         stdout=stdout,
         file_path=str(out),
-        file_formatter=format_jsonl,
-        header=chosen.header,
         append=False,
     )
     outcome = runner.run(config, lines, writer, pool=pool)
@@ -175,7 +175,7 @@ def test_resume_skips_what_the_file_holds_across_workers(
         "".join(json.dumps({"input": line, "port": port}) + "\n" for line, port in done)
     )
     recorded = Recorded.load(str(earlier), by_port=True)
-    writer = RecordWriter(format_jsonl, stdout=io.BytesIO(), file_path=str(tmp_path / "o"))
+    writer = RecordWriter(Format(format_jsonl), stdout=io.BytesIO(), file_path=str(tmp_path / "o"))
     runner.run(config, lines, writer, recorded=recorded, pool=scale.WorkerPool(2))
     got = Counter(
         (r["input"], r["port"]) for r in map(json.loads, (tmp_path / "o").read_text().splitlines())
@@ -197,7 +197,7 @@ class CountingPool(scale.WorkerPool):
 
 def fan(config: Config, lines: list[str], pool: scale.Pool, on_chunk: Callable[[], None]) -> bytes:
     out = io.BytesIO()
-    writer = RecordWriter(format_jsonl, stdout=out)
+    writer = RecordWriter(Format(format_jsonl), stdout=out)
 
     async def go() -> None:
         await scale.FanOut(config, pool, writer, Tally(), on_chunk=on_chunk).run(lines)
@@ -529,3 +529,19 @@ def test_a_chunk_leaves_no_cycles_behind(hosts: LoopbackHosts) -> None:
     config = make_config(concurrency=4)
     scale.run_chunk(config, [f"127.0.0.1:{port}/{i}" for i in range(20)])
     assert gc.collect() < 50
+
+
+def test_a_chunk_shows_what_one_process_shows(hosts: LoopbackHosts) -> None:
+    """--min-grade and --cert-expires-within hold in a chunk as in the one-process run: an
+    audited plain-http host (graded below A+) is shown, a record without a certificate is not;
+    the -o file gets both."""
+    port = hosts.serve(replies(response()))
+    url = f"http://127.0.0.1:{port}/"
+    limits = make_config(concurrency=4).limits
+    audit = Request(audit=True)
+    graded = Config(request=audit, limits=limits, output=replace(JSONL, min_grade="A+"))
+    expiring = Config(limits=limits, output=replace(JSONL, cert_expires_within=30))
+    for config, shown in ((graded, 1), (expiring, 0)):
+        chunk = scale.run_chunk(config, [url], file=True)
+        assert (chunk.stdout.count(b"\n"), chunk.file.count(b"\n")) == (shown, 1)
+        assert (chunk.tally.ok, chunk.tally.filtered) == (1, 1 - shown)

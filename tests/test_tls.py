@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trustme
-from conftest import FetchOne, make_config
+from conftest import FetchOne, collect, make_config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from fetcher import tls
 from fetcher.loopback import LoopbackDNS, LoopbackHosts, replies, response
 from fetcher.models import Result
-from fetcher.stream import fetch_all
 
 OK = replies(response("200 OK", [("Content-Type", "text/plain")]))
 NOW = datetime.datetime.now(datetime.UTC)
@@ -102,11 +101,10 @@ CASES = {
 def _both(line: str, **options: Any) -> dict[str, Result]:
     """The same target through each backend."""
 
-    async def one(backend: str) -> Result:
-        config = make_config(backend=backend, **options)
-        return [result async for result in fetch_all([line], config)][0]
-
-    return {backend: asyncio.run(one(backend)) for backend in ("raw", "httpx")}
+    return {
+        backend: collect([line], make_config(backend=backend, **options))[0]
+        for backend in ("raw", "httpx")
+    }
 
 
 @pytest.mark.parametrize("case", list(CASES))

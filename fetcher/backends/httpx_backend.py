@@ -37,6 +37,7 @@ import anyio
 import httpcore
 import httpx
 
+from .. import proxy as proxying
 from .. import verbose
 from ..config import Config, Request
 from ..errors import (
@@ -50,15 +51,6 @@ from ..errors import (
 )
 from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decode_field
 from ..models import Trace
-from ..proxy import (
-    NOT_CAPTURED_THROUGH_PROXY,
-    Proxies,
-    Proxy,
-    blamed_on,
-    check_tunnel,
-    connect_request,
-    proxy_authorization,
-)
 from ..resolve import Resolver, ip_literal
 from ..targets import Target
 from ..tls import TLSInfo
@@ -94,7 +86,7 @@ class HttpxBackend(Backend):
             connect=timeouts.connect, read=timeouts.total, write=timeouts.total, pool=timeouts.total
         ).as_dict()
         ssl_context = make_ssl_context(request.verify, request.cafile)
-        self._resolver = Resolver(config.resolvers, pins=config.pins)
+        self._resolver = Resolver(config.nameservers, pins=config.pins)
         alpn = ("http/1.1", "h2") if request.http2 else ("http/1.1",)  # as httpcore offers
         reporter = TLSReporter(config, alpn) if request.tls_info else None
         if reporter is not None:
@@ -114,7 +106,7 @@ class HttpxBackend(Backend):
                 network_backend=network,
             )
         else:
-            proxies = Proxies(config.proxy, config.proxy_env)
+            proxies = proxying.Proxies(config.proxy, config.proxy_env)
             connections = OneShotConnections(ssl_context, network, proxies)
         self.transport = HeadTransport(connections)
 
@@ -386,12 +378,12 @@ class OneShotConnections:
         self,
         ssl_context: ssl.SSLContext,
         network: httpcore.AsyncNetworkBackend,
-        proxies: Proxies | None = None,
+        proxies: proxying.Proxies | None = None,
     ) -> None:
         ssl_context.set_alpn_protocols(["http/1.1"])
         self._ssl_context = ssl_context
         self._network = network
-        self._proxies = proxies or Proxies(None, False)
+        self._proxies = proxies or proxying.Proxies(None, False)
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         if request.url.scheme not in (b"http", b"https"):  # before .origin, which needs a port
@@ -415,7 +407,7 @@ class OneShotConnections:
             raise
 
     async def _through(
-        self, proxy: Proxy, request: httpcore.Request, timeout: float | None
+        self, proxy: proxying.Proxy, request: httpcore.Request, timeout: float | None
     ) -> httpcore.Response:
         """The request through an HTTP proxy: https in a CONNECT tunnel, with the target's
         name for SNI and the certificate; http in absolute form, to the proxy itself."""
@@ -423,14 +415,14 @@ class OneShotConnections:
         probe = _PROBE.get()
         if probe is not None:
             probe.trace.phase = "proxy"
-        with blamed_on(proxy):
+        with proxying.blamed_on(proxy):
             stream = await self._network.connect_tcp(proxy.host, proxy.port, timeout=timeout)
         try:
             if origin.scheme == b"https":
                 if not isinstance(stream, TracedStream):  # pragma: no cover - ours always is
                     raise TypeError("a proxy tunnel needs afetch's TracedStream")
                 host, port = origin.host.decode("ascii"), origin.port
-                await stream.tunnel(connect_request(_target(host, port), proxy), proxy)
+                await stream.tunnel(proxying.connect_request(_target(host, port), proxy), proxy)
                 server_hostname = request.extensions.get("sni_hostname") or host
                 stream = await stream.start_tls(self._ssl_context, server_hostname, timeout)
             else:
@@ -440,7 +432,7 @@ class OneShotConnections:
                     url=httpcore.URL(
                         scheme=url.scheme, host=url.host, port=url.port, target=bytes(url)
                     ),
-                    headers=[*request.headers, *_raw(proxy_authorization(proxy))],
+                    headers=[*request.headers, *_raw(proxying.proxy_authorization(proxy))],
                     content=request.stream,
                     extensions=request.extensions,
                 )
@@ -601,14 +593,14 @@ class TracedStream(httpcore.AsyncNetworkStream):
         # A response head is all we want: drop the connection without a goodbye round trip.
         self._writer.transport.abort()
 
-    async def tunnel(self, request: bytes, proxy: Proxy) -> None:
+    async def tunnel(self, request: bytes, proxy: proxying.Proxy) -> None:
         """Send CONNECT to the proxy at the other end and read its answer, within the connect
         timeout (which TLS inside the tunnel then shares); the head guard and the ttfb clock
         start afresh for the target's response."""
         self._probe.trace.phase = "proxy"
         parser = HeadParser()
         head: ResponseHead | None = None
-        with blamed_on(proxy):
+        with proxying.blamed_on(proxy):
             try:
                 async with asyncio.timeout_at(self._deadline):
                     self._writer.write(request)
@@ -628,7 +620,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
             except OSError as exc:
                 raise map_os_error(exc, "read") from exc
             verbose.answered(self._probe.trace, head)
-            check_tunnel(head, proxy)
+            proxying.check_tunnel(head, proxy)
         self._guard = HeadParser()
         self._received = 0
         self._tunnelled = True  # the peer is the proxy: no certificate capture from it
@@ -654,7 +646,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
             if self._tls is not None:
                 self._tls.failed(trace, exc, server_hostname or "")
                 if self._tunnelled and trace.tls is not None:
-                    trace.tls.capture_error = NOT_CAPTURED_THROUGH_PROXY
+                    trace.tls.capture_error = proxying.NOT_CAPTURED_THROUGH_PROXY
                 elif peer:
                     await self._tls.capture(trace, peer[1])
             raise map_os_error(exc, "tls") from exc

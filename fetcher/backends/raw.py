@@ -12,20 +12,13 @@ import asyncio
 import ssl
 import time
 
+from .. import proxy as proxying
 from .. import verbose
 from ..config import Config
 from ..deadlines import Deadlines
 from ..errors import ConnectError, FetchError, FetchTimeout, TLSError, map_os_error
 from ..http1 import HeadParser, ResponseHead, build_request
 from ..models import Trace
-from ..proxy import (
-    NOT_CAPTURED_THROUGH_PROXY,
-    Proxies,
-    Proxy,
-    blamed_on,
-    check_tunnel,
-    connect_request,
-)
 from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
 from .base import Backend, TLSReporter, make_ssl_context
@@ -124,10 +117,10 @@ class RawBackend(Backend):
             self._host_prefix, self._request_tail = rest, b""
         self._ssl_context: ssl.SSLContext | None = None  # loaded for the first https target
         self._ssl_loading: asyncio.Future[ssl.SSLContext] | None = None
-        self._resolver = Resolver(config.resolvers, pins=config.pins)
+        self._resolver = Resolver(config.nameservers, pins=config.pins)
         self._connect_deadlines = Deadlines(config.timeouts.connect)
         self._tls = TLSReporter(config, ALPN) if request.tls_info else None
-        self._proxies = Proxies(config.proxy, config.proxy_env)
+        self._proxies = proxying.Proxies(config.proxy, config.proxy_env)
 
     async def aclose(self) -> None:
         await self._resolver.aclose()
@@ -146,7 +139,7 @@ class RawBackend(Backend):
             if not self._resolver.ready:
                 await self._resolver.start()
                 trace.restart()
-            with blamed_on(proxy):
+            with proxying.blamed_on(proxy):
                 addresses, how = await self._resolver.resolve(host), "resolved"
         now = trace.mark("dns", trace.started)
         verbose.resolved(trace, host, addresses, how)
@@ -176,7 +169,7 @@ class RawBackend(Backend):
                 if proxy is None:
                     await self._tls.capture(trace, target.port)
                 elif trace.tls is not None:  # another tunnel would be needed: not worth it
-                    trace.tls.capture_error = NOT_CAPTURED_THROUGH_PROXY
+                    trace.tls.capture_error = proxying.NOT_CAPTURED_THROUGH_PROXY
             raise
         try:
             if tls:
@@ -219,7 +212,7 @@ class RawBackend(Backend):
         protocol: _HeadProtocol,
         trace: Trace,
         started: float,
-        proxy: Proxy | None = None,
+        proxy: proxying.Proxy | None = None,
     ) -> asyncio.Transport:
         """TCP connect to the first address that answers (through a proxy: to the proxy, and
         for https the CONNECT tunnel), then TLS; all within the connect timeout, as curl's
@@ -232,7 +225,7 @@ class RawBackend(Backend):
                 transport = await self._open(loop, addresses, port, protocol, trace)
             else:
                 port = proxy.port
-                with blamed_on(proxy):
+                with proxying.blamed_on(proxy):
                     transport = await self._open(loop, addresses, port, protocol, trace)
             verbose.connected(trace, trace.host_ip, port)
             if proxy and target.scheme == "https":
@@ -280,7 +273,10 @@ class RawBackend(Backend):
 
     @staticmethod
     async def _tunnel(
-        loop: asyncio.AbstractEventLoop, protocol: _HeadProtocol, target: Target, proxy: Proxy
+        loop: asyncio.AbstractEventLoop,
+        protocol: _HeadProtocol,
+        target: Target,
+        proxy: proxying.Proxy,
     ) -> None:
         """CONNECT through the proxy, its answer read by the protocol's own parser (so held
         to the same limits), then a fresh parser for the target's response."""
@@ -288,13 +284,13 @@ class RawBackend(Backend):
         head, protocol.head = protocol.head, answer
         try:
             assert protocol.transport is not None
-            request = connect_request(target, proxy)
+            request = proxying.connect_request(target, proxy)
             protocol.transport.write(request)
             verbose.tunnel(protocol.trace, request)
-            with blamed_on(proxy):
+            with proxying.blamed_on(proxy):
                 tunnel = await answer
                 verbose.answered(protocol.trace, tunnel)
-                check_tunnel(tunnel, proxy)
+                proxying.check_tunnel(tunnel, proxy)
         finally:
             protocol.head = head
             protocol.parser = HeadParser()
