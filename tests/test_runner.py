@@ -130,7 +130,7 @@ def test_an_input_file_gone_before_it_is_counted_costs_only_the_total(
     stdout = io.BytesIO()
     console = Console(stdin_tty=False, stdout_tty=False, stderr_tty=True)
     outcome = runner.run(
-        Config(), [f"127.0.0.1:{port}"], RecordWriter(format_jsonl, stdout=stdout),
+        Config(), [f"127.0.0.1:{port}"], RecordWriter(Format(format_jsonl), stdout=stdout),
         console=console, count=count,
     )  # fmt: skip
     assert runner.exit_code(outcome) == ExitCode.OK and outcome.total is None
