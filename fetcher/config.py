@@ -374,11 +374,11 @@ class Config:
     )  # fmt: skip
     proxy: str | None = option(
         None, "-x", "--proxy", group="Request", metavar="URL", shown_default="none",
-        help="HTTP proxy: http://[USER:PASS@]HOST[:PORT].",
+        help="Proxy: http, socks5 or socks5h://[USER:PASS@]HOST[:PORT].",
     )  # fmt: skip
     proxy_env: bool = option(
         False, "--proxy-env", group="Request", flag=True,
-        help="Without -x: HTTPS_PROXY, http_proxy and NO_PROXY.",
+        help="Without -x: HTTPS_PROXY, http_proxy, ALL_PROXY and NO_PROXY.",
     )  # fmt: skip
     order: str = option(
         "completion", "--order", group="Concurrency", choices=ORDERS, case_sensitive=False,
@@ -427,7 +427,8 @@ class Config:
 
             if self.request.http2:
                 raise ConfigError("--http2 does not go through a proxy yet: drop one or the other")
-            Proxies(self.proxy, self.proxy_env)  # the URL, or the environment's, is valid
+            if Proxies(self.proxy, self.proxy_env).socks:  # the URL, or the environment's, is valid
+                extras.SOCKS.require()
         if self.resolvers:
             extras.AIODNS.require()  # the getaddrinfo fallback asks the system's servers only
 
