@@ -374,7 +374,7 @@ class Config:
     )  # fmt: skip
     proxy: str | None = option(
         None, "-x", "--proxy", group="Request", metavar="URL", shown_default="none",
-        help="Proxy: http, socks5 or socks5h://[USER:PASS@]HOST[:PORT].",
+        help="http|socks5|socks5h://[USER:PASS@]HOST[:PORT].",
     )  # fmt: skip
     proxy_env: bool = option(
         False, "--proxy-env", group="Request", flag=True,

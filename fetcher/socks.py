@@ -82,8 +82,9 @@ def map_socks_error(exc: BaseException, proxy: Proxy, timeout: float | None) -> 
     if isinstance(exc, UnicodeError):
         # python-socks decodes the bound address of a domain-name reply without a guard.
         return ProtocolError(f"proxy {proxy.name}: malformed SOCKS5 reply", "proxy")
-    # A reset or close under the handshake: the proxy's connection, failing as any can.
-    return blame_proxy(map_os_error(exc, "proxy"), proxy)
+    # A reset or close under the handshake: the proxy's connection, failing as any can (mapped
+    # with another phase first, or blame_proxy would take it as blamed already).
+    return blame_proxy(map_os_error(exc, "connect"), proxy)
 
 
 async def open_tunnel(
