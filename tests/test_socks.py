@@ -189,6 +189,8 @@ def test_credentials_are_sent_as_rfc_1929_asks(hosts: LoopbackHosts, fetch: Fetc
         (0x03, "connection-error", "connect", "network unreachable (as reported by SOCKS5 proxy"),
         (0x04, "connection-error", "connect", "host unreachable (as reported by SOCKS5 proxy"),
         (0x05, "connection-refused", "connect", "connection refused (as reported by SOCKS5"),
+        (0x06, "connection-error", "connect", "TTL expired (as reported by SOCKS5 proxy"),
+        (0x07, "proxy-error", "proxy", "SOCKS5 reply 0x07, command not supported"),
         (0x08, "proxy-error", "proxy", "SOCKS5 reply 0x08, address type not supported"),
     ],
 )
@@ -399,6 +401,17 @@ def test_all_proxy_stands_in_for_a_scheme_without_its_own() -> None:
     assert proxies.for_target("http", "local", 80) is None
     assert proxies.socks and not Proxies(None, True, {"https_proxy": "http://p:1"}).socks
     assert Proxies(None, True, {"all_proxy": "socks5://lower:1"}).socks
+
+
+def test_proxy_env_takes_a_socks_proxy_from_all_proxy(
+    hosts: LoopbackHosts, fetch: FetchOne, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = hosts.serve(replies_with(OK))
+    seen: list[Asked] = []
+    monkeypatch.setenv("ALL_PROXY", f"socks5h://127.0.0.1:{hosts.serve(socks5(seen))}")
+    result = fetch(f"http://localhost:{target}/", proxy_env=True)
+    assert result.status_code == 200, result.error
+    assert [(a.host, a.port) for a in seen] == [("localhost", target)]
 
 
 def test_without_python_socks_a_socks_proxy_is_a_usage_error(
