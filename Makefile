@@ -10,7 +10,7 @@ LINTED := fetcher tests $(wildcard bench) $(wildcard tools)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,http2,demo,dask]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,http2,demo,dask,socks]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,7 +36,7 @@ test-min:
 	rm -rf $(VENV_MIN)
 	$(PYTHON) -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/python -m pip install --quiet --upgrade pip
-	$(PYTHON) tools/min_requirements.py http2 dev demo dask > $(VENV_MIN)/requirements.txt
+	$(PYTHON) tools/min_requirements.py http2 dev demo dask socks > $(VENV_MIN)/requirements.txt
 	$(VENV_MIN)/bin/python -m pip install --quiet -r $(VENV_MIN)/requirements.txt
 	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(VENV_MIN)/bin/python -m pip check
@@ -51,7 +51,7 @@ test-latest:
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet -e '.[dev,http2,demo,dask]'
+	$(LATEST)/bin/python -m pip install --quiet -e '.[dev,http2,demo,dask,socks]'
 	$(LATEST)/bin/python -m pip install --quiet --upgrade httpx httpcore h11 h2
 	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE '^(httpx|httpcore|h11|h2) '
 	$(LATEST)/bin/pytest -q -p no:cacheprovider

@@ -368,10 +368,12 @@ class Config:
     )  # fmt: skip
     proxy: str | None = option(
         None, "-x", "--proxy", group="Request", metavar="URL", shown_default="none",
-        help="HTTP proxy: http://[USER:PASS@]HOST[:PORT].",
+        help="http|socks5|socks5h://[USER:PASS@]HOST[:PORT].",
     )  # fmt: skip
     proxy_env: bool = switch(
-        "--proxy-env", group="Request", help="Without -x: HTTPS_PROXY, http_proxy and NO_PROXY."
+        "--proxy-env",
+        group="Request",
+        help="Without -x: HTTPS_PROXY, http_proxy, ALL_PROXY and NO_PROXY.",
     )
     order: str = option(
         "completion", "--order", group="Concurrency", choices=ORDERS, case_sensitive=False,
@@ -424,7 +426,8 @@ class Config:
 
             if self.request.http2:
                 raise ConfigError("--http2 does not go through a proxy yet: drop one or the other")
-            Proxies(self.proxy, self.proxy_env)  # the URL, or the environment's, is valid
+            if Proxies(self.proxy, self.proxy_env).socks:  # the URL, or the environment's, is valid
+                extras.SOCKS.require()
         if self.resolvers:
             extras.AIODNS.require()  # the getaddrinfo fallback asks the system's servers only
 

@@ -10,13 +10,13 @@
     ├── FetchTimeout           timeout             a deadline passed (also a TimeoutError)
     ├── ProtocolError          protocol-error      the peer did not speak HTTP/1.x within our limits
     ├── TooManyRedirects       too-many-redirects  a redirect chain longer than allowed
-    ├── ProxyError             proxy-error         the proxy (-x) refused the tunnel
+    ├── ProxyError             proxy-error         the proxy (-x) refused or failed the tunnel
     └── InternalError          internal-error      a bug in afetch, not the host's doing
 
 Every error also names the *phase* it happened in: dns, connect, tls, write, read (waiting for or
-reading the header section), redirect, or proxy (reaching the -x proxy or its CONNECT answer:
-the proxy failed, not the target); none for invalid-input, and none for an internal-error
-outside a request. `Phase` spells them for the type checker.
+reading the header section), redirect, or proxy (reaching the -x proxy, its CONNECT answer or its
+SOCKS5 handshake: the proxy failed, not the target); none for invalid-input, and none for an
+internal-error outside a request. `Phase` spells them for the type checker.
 """
 
 from __future__ import annotations
@@ -107,8 +107,10 @@ class TooManyRedirects(FetchError, kind="too-many-redirects"):
 
 
 class ProxyError(FetchError, kind="proxy-error"):
-    """The proxy answered CONNECT with something else than a 2xx (403, 407, 502...): it, not
-    the target, ended the fetch. Not retried, and no reason for --scheme auto to try http."""
+    """The proxy answered CONNECT with something else than a 2xx (403, 407, 502...), or refused
+    or failed the SOCKS5 handshake (authentication, a reply of its own failure, a reply that is
+    not SOCKS5): it, not the target, ended the fetch. Not retried, and no reason for --scheme
+    auto to try http."""
 
 
 class InternalError(FetchError, kind="internal-error"):

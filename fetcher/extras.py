@@ -42,4 +42,5 @@ class Extra:
 H2 = Extra("h2", "--http2 needs the h2 package: pip install 'afetch[http2]'")
 AIODNS = Extra("aiodns", "--resolver needs aiodns, which is not installed (pip install aiodns)")
 UVLOOP = Extra("uvloop", "--loop uvloop: uvloop is not installed (pip install uvloop)")
+SOCKS = Extra("python_socks", "SOCKS5 proxies need python-socks: pip install 'afetch[socks]'")
 TRUSTME = Extra("trustme", "needs trustme: pip install 'afetch[demo]'")  # make demo's TLS host

@@ -37,6 +37,20 @@ def tunnel(trace: Trace, request: bytes) -> None:
     sent(trace, request)
 
 
+def socks_connect(trace: Trace, host: str, port: int, remote_dns: bool) -> None:
+    """What a SOCKS5 proxy is asked for, as curl -v says it."""
+    if trace.log is not None:
+        how = "remotely" if remote_dns else "locally"
+        trace.log(f"* SOCKS5 connect to {_address(host, port)} ({how} resolved)")
+
+
+def socks_granted(trace: Trace, ip: str, port: int) -> None:
+    """The proxy's tunnel stands: connected, through it, to the target."""
+    if trace.log is not None:
+        trace.log("* SOCKS5 request granted")
+        connected(trace, ip, port)
+
+
 def tls(trace: Trace, ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> None:
     """The handshake's outcome: protocol version, cipher, ALPN."""
     if trace.log is None or ssl_object is None:

@@ -929,8 +929,8 @@ def test_the_flags_curl_users_bring(ok_port: int, hosts: LoopbackHosts) -> None:
                             f"127.0.0.1:{port}")  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["method"] == "HEAD" and seen[0].startswith(b"HEAD / HTTP/1.1\r\n")
-    code, _, err = invoke("-X", "OPTIONS", "-x", "socks5://127.0.0.1:1", "x")
-    assert code == 2 and "only http:// proxies" in err
+    code, _, err = invoke("-X", "OPTIONS", "-x", "socks4://127.0.0.1:1", "x")
+    assert code == 2 and "only http://, socks5:// and socks5h:// proxies" in err
 
 
 def test_resolve_verbose_and_proxy_from_the_command_line(hosts: LoopbackHosts) -> None:

@@ -1,5 +1,6 @@
-"""afetch uses httpx and httpcore through their public API only: no private module or name is
-imported or read, and no class of ours assigns to an attribute its httpx/httpcore base uses.
+"""afetch uses httpx, httpcore and python-socks through their public API only: no private module
+or name is imported or read, and no class of ours assigns to an attribute its httpx/httpcore base
+uses.
 
 A private name can change in any release without notice; `make test-latest` runs the suite on
 the newest httpx and httpcore to catch a public one that changes.
@@ -13,18 +14,17 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpcore
 import httpx
 import pytest
 
 import fetcher
 
-FOREIGN = {"httpx": httpx, "httpcore": httpcore}
+FOREIGN = {"httpx", "httpcore", "python_socks"}  # top-level module names
 SOURCES = sorted(Path(fetcher.__file__).parent.rglob("*.py"))
 
 
 def private_uses(tree: ast.AST) -> list[str]:
-    """Imports of private httpx/httpcore modules or names, and reads of `httpx._x`."""
+    """Imports of private foreign modules or names, and reads of `httpx._x`."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -81,12 +81,16 @@ def test_no_private_httpx_or_httpcore_name(path: Path) -> None:
 
 
 def test_the_checks_catch_what_they_look_for() -> None:
-    sample = "import httpx._models\nfrom httpcore._async import x\nfrom httpx import _y\nhttpx._z\n"
+    sample = (
+        "import httpx._models\nfrom httpcore._async import x\nfrom httpx import _y\nhttpx._z\n"
+        "from python_socks._errors import ProxyError\nfrom python_socks.async_ import asyncio\n"
+    )
     assert private_uses(ast.parse(sample)) == [
         "httpx._models",
         "httpcore._async",
         "httpx._y",
-        "httpx._z",
+        "python_socks._errors",
+        "httpx._z",  # ast.walk: statements first, then what is inside them
     ]
 
     class Replaces(httpx.AsyncHTTPTransport):  # what the old backend did

@@ -54,12 +54,13 @@ def proxying(
                 host.decode(), int(port)
             )
             upstream_writer.write(head)
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
     return script
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy what `reader` receives to `writer` until EOF (or 10 s without a byte)."""
     with contextlib.suppress(ConnectionError):
         while data := await asyncio.wait_for(reader.read(65536), 10):
             writer.write(data)
@@ -211,8 +212,8 @@ def test_proxy_urls(url: str, proxy: Proxy) -> None:
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("socks5://127.0.0.1:1080", "only http:// proxies"),
-        ("https://p:443", "only http:// proxies"),
+        ("socks4://127.0.0.1:1080", "only http://, socks5:// and socks5h:// proxies"),
+        ("https://p:443", "only http://, socks5:// and socks5h:// proxies"),
         ("http://p:99999", "bad port"),
         ("http://p:1/path", "expected http://HOST"),
         ("http://", "expected http://HOST"),
@@ -251,8 +252,8 @@ def test_the_environment_is_read_only_when_asked() -> None:
 
 
 def test_proxy_env_is_validated_and_http2_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("https_proxy", "socks5://x:1")
-    with pytest.raises(ConfigError, match="only http:// proxies"):
+    monkeypatch.setenv("https_proxy", "socks4://x:1")
+    with pytest.raises(ConfigError, match="only http://, socks5://"):
         Config(proxy_env=True)
     Config()  # off by default: the variable is not even read
     from fetcher.config import Request
@@ -293,30 +294,36 @@ def real_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        port = _wait_for_port(port_file, process)
-        yield port
+        yield wait_for_port(port_file, process, "proxy.py")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        if process.stderr is not None:
-            process.stderr.close()
+        stop(process)
 
 
-def _wait_for_port(port_file: Path, process: subprocess.Popen[bytes]) -> int:
+def wait_for_port(port_file: Path, process: subprocess.Popen[bytes], name: str) -> int:
+    """The port a proxy process writes to `port_file` once it listens; the test fails if the
+    process exits first, or writes none within PROXY_START_SECONDS."""
     deadline = time.monotonic() + PROXY_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             assert process.stderr is not None
-            pytest.fail(f"proxy.py exited {process.returncode}: {process.stderr.read()[-500:]!r}")
+            pytest.fail(f"{name} exited {process.returncode}: {process.stderr.read()[-500:]!r}")
         text = port_file.read_text() if port_file.exists() else ""
         if text.strip().isdigit():
             return int(text)
         time.sleep(0.05)
-    pytest.fail(f"proxy.py wrote no port within {PROXY_START_SECONDS} s")
+    pytest.fail(f"{name} wrote no port within {PROXY_START_SECONDS} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a proxy process this module started, and close its stderr pipe."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    if process.stderr is not None:
+        process.stderr.close()
 
 
 def test_through_a_real_proxy(

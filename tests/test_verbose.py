@@ -74,3 +74,27 @@ def test_the_steps_of_a_tunnel_and_of_a_resolved_name(
         "< HTTP/1.1 200 Connection established",
     ]
     assert texts[-1] == "< HTTP/1.1 200 OK"
+
+
+def test_the_steps_of_a_socks_tunnel(hosts: LoopbackHosts, backend_name: str) -> None:
+    from test_socks import socks5
+
+    target = hosts.serve(replies(OK))
+    proxy = hosts.serve(socks5([]))
+    for scheme, asked, how in (
+        ("socks5", "127.0.0.1", "locally"),
+        ("socks5h", "localhost", "remotely"),
+    ):
+        url = f"http://localhost:{target}/"
+        result, steps = traced(url, backend=backend_name, proxy=f"{scheme}://127.0.0.1:{proxy}")
+        assert result.status_code == 200, result.error
+        texts = [text for _, text in steps]
+        start = texts.index(f"*   Trying 127.0.0.1:{proxy}...")
+        assert texts[start : start + 5] == [
+            f"*   Trying 127.0.0.1:{proxy}...",
+            f"* SOCKS5 connect to {asked}:{target} ({how} resolved)",
+            "* SOCKS5 request granted",
+            f"* Connected to 127.0.0.1:{proxy}",
+            "> GET / HTTP/1.1",
+        ]
+        assert texts[0].startswith("* localhost resolved to 127.0.0.1") == (scheme == "socks5")

@@ -13,7 +13,11 @@ httpx and httpcore do the HTTP (h11; h2 with --http2). afetch adds what a header
   timeout together (httpcore gives each its own), records dns/connect/tls timings and the peer,
   raises afetch's errors where an OSError or ssl error happens, and holds HTTP/1 heads to the
   limits of http1.py with the raw backend's own parser, so a hostile server gets the same
-  verdict on both backends;
+  verdict on both backends. Proxies are its work too, not httpcore's: an HTTP proxy's CONNECT
+  (`TracedStream.tunnel`) and a SOCKS5 proxy's handshake (`TracedNetwork.connect_socks`, the
+  raw backend's python-socks path) run under the same connect deadline and limits as on raw.
+  httpcore's AsyncSOCKSProxy would not: its handshake has no deadline, always sends the
+  target's name (socks5h), and lets socksio's exceptions through;
 - a `Probe` per fetch, passed as httpcore's `trace` request extension: it learns from httpcore
   when the request is written and the head awaited (the phase, ttfb);
 - `HTTPCORE_ERRORS`, the one table from httpcore's (and httpx's) exceptions to afetch's.
@@ -51,7 +55,7 @@ from ..errors import (
 )
 from ..http1 import MAX_HEADERS, MAX_LINE_BYTES, HeadParser, ResponseHead, decode_field
 from ..models import Trace
-from ..resolve import Resolver, ip_literal
+from ..resolve import Address, Resolver, ip_literal
 from ..targets import Target
 from ..tls import TLSInfo
 from .base import Backend, TLSReporter, make_ssl_context
@@ -377,7 +381,7 @@ class OneShotConnections:
     def __init__(
         self,
         ssl_context: ssl.SSLContext,
-        network: httpcore.AsyncNetworkBackend,
+        network: TracedNetwork,
         proxies: proxying.Proxies | None = None,
     ) -> None:
         ssl_context.set_alpn_protocols(["http/1.1"])
@@ -393,9 +397,13 @@ class OneShotConnections:
         host = origin.host.decode("ascii")
         timeout = request.extensions.get("timeout", {}).get("connect")
         proxy = self._proxies.for_target(origin.scheme.decode("ascii"), host, origin.port)
-        if proxy is not None:
+        stream: httpcore.AsyncNetworkStream
+        if proxy is None:
+            stream = await self._network.connect_tcp(host, origin.port, timeout=timeout)
+        elif proxy.socks:  # a tunnel to the target: the rest as without a proxy
+            stream = await self._network.connect_socks(proxy, host, origin.port, timeout)
+        else:
             return await self._through(proxy, request, timeout)
-        stream = await self._network.connect_tcp(host, origin.port, timeout=timeout)
         try:
             if origin.scheme == b"https":
                 server_hostname = request.extensions.get("sni_hostname") or host
@@ -415,6 +423,7 @@ class OneShotConnections:
         probe = _PROBE.get()
         if probe is not None:
             probe.trace.phase = "proxy"
+        stream: httpcore.AsyncNetworkStream
         with proxying.blamed_on(proxy):
             stream = await self._network.connect_tcp(proxy.host, proxy.port, timeout=timeout)
         try:
@@ -484,16 +493,8 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
         probe = _PROBE.get() or Probe(Trace())  # outside any fetch: a throwaway one
         trace = probe.trace
         trace.phase = "dns"
-        addresses = self._resolver.pinned(host, port)
-        how = "pinned"
-        if addresses is None:
-            if not self._resolver.ready and ip_literal(host) is None:
-                await self._resolver.start()  # one-time set-up: no part of this fetch's timings
-                trace.restart()
-            addresses = await self._resolver.resolve(host)
-            how = "" if ip_literal(host) else "resolved"
+        addresses = await self._resolve(host, port, trace)
         now = trace.mark("dns", trace.started)
-        verbose.resolved(trace, host, addresses, how)
         trace.phase = "connect"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         local = None if local_address is None else (local_address, 0)
@@ -515,6 +516,49 @@ class TracedNetwork(httpcore.AsyncNetworkBackend):
             raise FetchTimeout(f"connect not done within {timeout:g} s", "connect") from exc
         assert failure is not None  # addresses is never empty
         raise map_os_error(failure, "connect") from failure
+
+    async def connect_socks(
+        self, proxy: proxying.Proxy, host: str, port: int, timeout: float | None
+    ) -> TracedStream:
+        """connect_tcp's work through a SOCKS5 proxy, as the raw backend does it: the proxy's
+        name resolved (a failure the proxy's), for socks5 the target's too (the target's),
+        then within `timeout` the handshake (socks.py) and TLS later on the same deadline."""
+        from .. import socks
+
+        probe = _PROBE.get() or Probe(Trace())
+        trace = probe.trace
+        trace.phase = "dns"
+        with proxying.blamed_on(proxy):
+            addresses = await self._resolve(proxy.host, proxy.port, trace)
+        destination = host
+        if not proxy.remote_dns:  # socks5: the proxy is sent the target's (first) address
+            destination = (await self._resolve(host, port, trace))[0][1]
+        now = trace.mark("dns", trace.started)
+        trace.phase = "proxy"
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                sock = await socks.open_tunnel(proxy, addresses, destination, port, trace, timeout)
+                reader, writer = await asyncio.open_connection(sock=sock)
+        except FetchError:  # FetchTimeout among them: a TimeoutError, not the one below
+            raise
+        except TimeoutError as exc:
+            raise FetchTimeout(f"proxy not done within {timeout:g} s", "proxy") from exc
+        trace.mark("connect", now)
+        return TracedStream(reader, writer, probe, deadline, timeout, self._tls, tunnelled=True)
+
+    async def _resolve(self, host: str, port: int, trace: Trace) -> list[Address]:
+        """The addresses to try for host:port: pinned (--resolve), the literal, or resolved."""
+        addresses = self._resolver.pinned(host, port)
+        how = "pinned"
+        if addresses is None:
+            if not self._resolver.ready and ip_literal(host) is None:
+                await self._resolver.start()  # one-time set-up: no part of this fetch's timings
+                trace.restart()
+            addresses = await self._resolver.resolve(host)
+            how = "" if ip_literal(host) else "resolved"
+        verbose.resolved(trace, host, addresses, how)
+        return addresses
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -546,6 +590,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
         deadline: float | None,
         connect_timeout: float | None,
         tls: TLSReporter | None = None,
+        tunnelled: bool = False,
     ) -> None:
         self._tls = tls
         self._facts: TLSInfo | None = None  # what the handshake showed
@@ -557,7 +602,7 @@ class TracedStream(httpcore.AsyncNetworkStream):
         # Until the final head is complete; then the body is none of our business.
         self._guard: HeadParser | None = HeadParser()
         self._received = 0  # bytes read so far
-        self._tunnelled = False  # through a proxy's CONNECT tunnel
+        self._tunnelled = tunnelled  # through a proxy's tunnel (CONNECT, SOCKS5)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:

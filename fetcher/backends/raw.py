@@ -141,15 +141,19 @@ class RawBackend(Backend):
                 trace.restart()
             with proxying.blamed_on(proxy):
                 addresses, how = await self._resolver.resolve(host), "resolved"
-        now = trace.mark("dns", trace.started)
         verbose.resolved(trace, host, addresses, how)
+        destination = None  # what a SOCKS5 proxy is asked to connect to
+        if proxy is not None and proxy.socks:
+            destination = target.host if proxy.remote_dns else await self._address(target, trace)
+        now = trace.mark("dns", trace.started)
 
-        # Through a proxy, an http target is asked in absolute form, of the proxy.
-        path = target.url if proxy and not tls else target.path
+        # Through an HTTP proxy, an http target is asked in absolute form, of the proxy.
+        asks_proxy = proxy is not None and not proxy.socks and not tls
+        path = target.url if asks_proxy else target.path
         request = b"%s %s%s" % (self._request_line, path.encode(), self._host_prefix)
         if self._sends_authority:
             request += target.authority.encode() + self._request_tail
-        if proxy and not tls and proxy.authorization:
+        if asks_proxy and proxy is not None and proxy.authorization:
             request = (
                 request[:-2] + b"Proxy-Authorization: %s\r\n\r\n" % proxy.authorization.encode()
             )
@@ -157,7 +161,9 @@ class RawBackend(Backend):
         head: asyncio.Future[ResponseHead] = loop.create_future()
         protocol = _HeadProtocol(head, trace, None if tls else request)
         try:
-            transport = await self._connect(loop, target, addresses, protocol, trace, now, proxy)
+            transport = await self._connect(
+                loop, target, addresses, protocol, trace, now, proxy, destination
+            )
         except BaseException as exc:
             # Nobody will await `head` now: settle it quietly, or an error the protocol put in
             # it during a failed handshake is logged as "Future exception was never retrieved".
@@ -182,6 +188,19 @@ class RawBackend(Backend):
             # no longer counts, and is cut off unclosed if the loop ends first. The head is all
             # we came for; the httpx backend drops its connections the same way.
             transport.abort()
+
+    async def _address(self, target: Target, trace: Trace) -> str:
+        """The target's address, for a socks5 proxy (which is sent an address, not a name):
+        its first one, resolved as a direct connect's would be."""
+        pinned = self._resolver.pinned(target.host, target.port)
+        addresses, how = pinned or ip_literal(target.host), "pinned" if pinned else ""
+        if addresses is None:
+            if not self._resolver.ready:
+                await self._resolver.start()
+                trace.restart()
+            addresses, how = await self._resolver.resolve(target.host), "resolved"
+        verbose.resolved(trace, target.host, addresses, how)
+        return addresses[0][1]
 
     async def _load_tls_context(self) -> None:
         """Load the TLS context on a thread, once, when the first https target needs it.
@@ -213,22 +232,26 @@ class RawBackend(Backend):
         trace: Trace,
         started: float,
         proxy: proxying.Proxy | None = None,
+        destination: str | None = None,
     ) -> asyncio.Transport:
-        """TCP connect to the first address that answers (through a proxy: to the proxy, and
-        for https the CONNECT tunnel), then TLS; all within the connect timeout, as curl's
-        --connect-timeout."""
+        """TCP connect to the first address that answers (through an HTTP proxy: to the proxy,
+        and for https the CONNECT tunnel; through a SOCKS5 one: to the proxy, and a tunnel to
+        `destination`), then TLS; all within the connect timeout, as curl's --connect-timeout."""
         trace.phase = "proxy" if proxy else "connect"
         deadline = self._connect_deadlines.start()
         try:
             if proxy is None:  # the usual case: no context manager on the hot path (5 us)
-                port = target.port
-                transport = await self._open(loop, addresses, port, protocol, trace)
+                transport = await self._open(loop, addresses, target.port, protocol, trace)
+                verbose.connected(trace, trace.host_ip, target.port)
+            elif destination is not None:  # SOCKS5
+                transport = await self._socks(
+                    loop, proxy, addresses, destination, target, protocol, trace
+                )
             else:
-                port = proxy.port
                 with proxying.blamed_on(proxy):
-                    transport = await self._open(loop, addresses, port, protocol, trace)
-            verbose.connected(trace, trace.host_ip, port)
-            if proxy and target.scheme == "https":
+                    transport = await self._open(loop, addresses, proxy.port, protocol, trace)
+                verbose.connected(trace, trace.host_ip, proxy.port)
+            if proxy and not proxy.socks and target.scheme == "https":
                 try:
                     await self._tunnel(loop, protocol, target, proxy)
                 except BaseException:
@@ -269,6 +292,29 @@ class RawBackend(Backend):
             ) from None
         finally:
             self._connect_deadlines.stop(deadline)
+        return transport
+
+    async def _socks(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        proxy: proxying.Proxy,
+        addresses: list[Address],
+        destination: str,
+        target: Target,
+        protocol: _HeadProtocol,
+        trace: Trace,
+    ) -> asyncio.Transport:
+        """The SOCKS5 handshake (python-socks, on a socket of its own), then the protocol on
+        that socket: for http it writes the request the moment it is made, as direct."""
+        from .. import socks
+
+        timeout = self.config.timeouts.connect
+        sock = await socks.open_tunnel(proxy, addresses, destination, target.port, trace, timeout)
+        try:
+            transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         return transport
 
     @staticmethod
