@@ -25,13 +25,22 @@ REQUIREMENT = re.compile(
 FLOOR = re.compile(r">=\s*([^,\s]+)")
 
 
-def pinned(requirement: str) -> str:
-    """`name[extras]>=1.2,<2; marker` -> `name[extras]==1.2; marker`."""
+def floor_of(requirement: str) -> tuple[re.Match[str], str]:
     match = REQUIREMENT.match(requirement.strip())
     floor = FLOOR.search(match["specs"]) if match else None
     if match is None or floor is None:
         raise SystemExit(f"min_requirements: no >= floor in {requirement!r}")
-    pin = f"{match['name']}{match['extras'] or ''}=={floor[1]}"
+    return match, floor[1]
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def pinned(requirement: str, floor: str | None = None) -> str:
+    """`name[extras]>=1.2,<2; marker` -> `name[extras]==1.2; marker` (or ==`floor`)."""
+    match, own = floor_of(requirement)
+    pin = f"{match['name']}{match['extras'] or ''}=={floor or own}"
     return f"{pin}; {match['marker']}" if match["marker"] else pin
 
 
@@ -42,10 +51,18 @@ def main(extras: list[str]) -> int:
         *project["project"]["dependencies"],
         *(r for extra in extras for r in project["project"]["optional-dependencies"][extra]),
     ]
+    # A name asked for twice (the demo extra's trustme, the dev one's) is pinned to the higher
+    # floor in both places: pip refuses two different == pins of one package.
+    highest: dict[str, str] = {}
     for requirement in requirements:
-        name = re.split(r"[\s\[<>=!~;]", requirement.strip(), maxsplit=1)[0].lower()
+        match, floor = floor_of(requirement)
+        name = match["name"].lower()
+        if name not in highest or version_key(floor) > version_key(highest[name]):
+            highest[name] = floor
+    for requirement in requirements:
+        name = floor_of(requirement)[0]["name"].lower()
         if name not in LINT_ONLY:
-            print(pinned(requirement))
+            print(pinned(requirement, highest[name]))
     return 0
 
 

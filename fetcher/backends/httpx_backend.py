@@ -140,8 +140,9 @@ class HttpxBackend(Backend):
     async def __aenter__(self) -> HttpxBackend:
         # httpcore's first request imports anyio's asyncio backend (its locks need one): about
         # 25 ms on the loop, which every fetch then in flight counted in its timings. Done
-        # here, before any fetch, instead: a run pays it once either way.
-        anyio.Lock()
+        # here, before any fetch, instead: a run pays it once either way. current_time() asks
+        # for the backend on every anyio 4.x (Lock() does only since about 4.5).
+        anyio.current_time()
         return self
 
     async def aclose(self) -> None:
