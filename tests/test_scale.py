@@ -520,12 +520,36 @@ def test_cluster_local_from_the_command_line(hosts: LoopbackHosts) -> None:
     assert done.stderr.decode().startswith("afetch: 50 targets"), done.stderr
 
 
-def test_a_chunk_leaves_no_cycles_behind(hosts: LoopbackHosts) -> None:
+def test_a_chunk_leaves_no_cycles_behind(
+    hosts: LoopbackHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A worker runs chunk after chunk: each one's loop, backend and engine must be freed when
     it ends, not when the (raised) GC threshold is next reached."""
     import gc
 
+    monkeypatch.setattr(scale, "_tuned", True)  # as in a worker (this process is pytest's)
     port = hosts.serve(replies(response()))
     config = make_config(concurrency=4)
     scale.run_chunk(config, [f"127.0.0.1:{port}/{i}" for i in range(20)])
     assert gc.collect() < 50
+
+
+def test_only_a_local_clusters_workers_get_the_tuned_collector(
+    hosts: LoopbackHosts, dask_client: Any
+) -> None:
+    """A worker of a cluster started for the run is tuned as --workers' are; one of a cluster
+    afetch does not own keeps its collector as it was."""
+    import gc
+
+    port = hosts.serve(replies(response()))
+    config = Config(limits=make_config(concurrency=4).limits, output=JSONL)
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(8)]
+
+    def thresholds() -> set[int]:
+        return {young for young, *_ in dask_client.run(gc.get_threshold).values()}
+
+    assert thresholds() != {runner.GC_YOUNG_THRESHOLD}  # nothing tuned them yet
+    fan(config, lines, scale.dask_pool(dask_client), lambda: None)
+    assert runner.GC_YOUNG_THRESHOLD not in thresholds()
+    fan(config, lines * 2, scale.dask_pool(dask_client, owned=True), lambda: None)
+    assert runner.GC_YOUNG_THRESHOLD in thresholds()
