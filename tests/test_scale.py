@@ -420,6 +420,23 @@ def test_plan_shares_concurrency_and_rate() -> None:
     assert scale.Plan.of(make_config(concurrency=10), 2).in_flight == 4
 
 
+def test_a_local_cluster_is_the_runs_own() -> None:
+    """local:N's workers are afetch's: chunks tune them (Pool.owned), and neither the profiler
+    nor the loop's tick wakes them every few ms; the caller's Dask configuration is as it was."""
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    import dask.config
+
+    pool = scale.open_dask("local:1")
+    try:
+        assert pool.owned and pool.slots == 1
+        on_worker = pool.submit(dask.config.get, "distributed.worker.profile.enabled").result()
+        assert on_worker is False
+        assert pool.submit(dask.config.get, "distributed.admin.tick.interval").result() == "1s"
+    finally:
+        pool.close()
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
 def test_cluster_without_a_scheduler_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("distributed", reason="afetch[dask] is not installed")
     monkeypatch.setattr(scale, "DASK_CONNECT_TIMEOUT", "0.5s")
