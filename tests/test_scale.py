@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
@@ -383,6 +384,28 @@ def test_reservoir_merge_stays_bounded_and_proportional() -> None:
     empty = Reservoir()
     empty.merge(Reservoir())
     assert empty.maximum is None and empty.percentile(50) is None
+
+
+def test_reservoir_merged_chunk_after_chunk_samples_every_chunk_alike() -> None:
+    """A run's sample takes 40 workers' chunks in turn: each chunk holds its share of it (1/40,
+    25 of 1 000), the late ones as the early; a chunk larger than a sample not yet full fills
+    it in proportion too."""
+    run = Reservoir(size=1000, rng=random.Random(7))
+    for number in range(40):
+        chunk = Reservoir(size=1000)
+        for _ in range(250):
+            chunk.add(float(number))
+        run.merge(chunk)
+    shares = Counter(run.sample)
+    assert len(run.sample) == 1000 and run.seen == 10_000
+    assert all(10 <= shares[float(number)] <= 45 for number in range(40)), shares
+    part, big = Reservoir(size=100), Reservoir(size=100)
+    for _ in range(30):
+        part.add(1.0)
+    for _ in range(500):
+        big.add(2.0)
+    part.merge(big)
+    assert len(part.sample) == 100 and part.sample.count(1.0) == 6  # 30 of 530 seen
 
 
 def test_fanout_options_are_checked() -> None:
