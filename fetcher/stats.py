@@ -133,7 +133,15 @@ class Tally:
         self.ok += other.ok
         self.failed += other.failed
         self.filtered += other.filtered
-        for mine, theirs in ((self.by_class, other.by_class), (self.by_kind, other.by_kind)):
+        self.expiring += other.expiring
+        counts = (
+            (self.by_class, other.by_class),
+            (self.by_kind, other.by_kind),
+            (self.by_grade, other.by_grade),
+            (self.tls_versions, other.tls_versions),
+            (self.unverified, other.unverified),
+        )
+        for mine, theirs in counts:
             for key, count in theirs.items():
                 mine[key] = mine.get(key, 0) + count
         self.latency_ms.merge(other.latency_ms)

@@ -372,6 +372,19 @@ def test_tally_merge_adds_counts_and_samples_both() -> None:
     assert a.latency_ms.seen == 101 and a.latency_ms.maximum == 500.0
 
 
+def test_tally_merge_keeps_the_tls_and_grade_counts() -> None:
+    """--stats of a fanned-out run shows the tls and grades lines one process shows."""
+    a, b = Tally(), Tally()
+    a.tls_versions, a.by_grade = {"TLSv1.3": 1}, {"A": 1}
+    b.tls_versions, b.by_grade = {"TLSv1.3": 2, "TLSv1.2": 1}, {"A": 1, "F": 2}
+    b.expiring, b.unverified = 1, {"certificate has expired": 1}
+    a.merge(b)
+    assert a.tls_versions == {"TLSv1.3": 3, "TLSv1.2": 1} and a.by_grade == {"A": 2, "F": 2}
+    assert a.expiring == 1 and a.unverified == {"certificate has expired": 1}
+    summary = a.summary()
+    assert "expiring within 30 days 1" in summary and "grades   A 2  F 2" in summary
+
+
 def test_reservoir_merge_stays_bounded_and_proportional() -> None:
     big, small = Reservoir(size=100), Reservoir(size=100)
     for _ in range(900):
