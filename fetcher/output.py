@@ -24,7 +24,7 @@ import orjson
 from .config import Output
 from .models import Result
 from .records import CSV_COLUMNS, LINE_FIELDS, RECORD_FIELDS
-from .tls import Cert, TLSInfo
+from .tls import Cert, TLSInfo, expires_within
 
 if TYPE_CHECKING:
     from .audit import Audit
@@ -255,6 +255,21 @@ def make_format(output: Output, *, colour: bool = False) -> Format:
     if output.format == "line":
         return Format(line_formatter(output.fields, colour=colour))
     return Format(format_text)
+
+
+def shown_filter(output: Output) -> Callable[[Result], bool]:
+    """Whether a record goes to stdout: --match-status and --filter-status on its status,
+    --min-grade on its audit grade, --cert-expires-within on its certificate. One test for
+    one process's writer and a worker's chunk alike (the -o file gets every record)."""
+    shows, expiring = output.shows, output.cert_expires_within
+
+    def shown(result: Result) -> bool:
+        graded = result.audit
+        if not shows(result.status_code, graded.grade if graded is not None else None):
+            return False
+        return expiring is None or expires_within(result.tls, expiring, result.timestamp)
+
+    return shown
 
 
 class OutputClosed(Exception):

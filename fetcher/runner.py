@@ -32,6 +32,7 @@ from .output import (
     escape,
     format_jsonl,
     make_format,
+    shown_filter,
 )
 from .policy import Tracer
 from .process import SIGNALS
@@ -39,7 +40,6 @@ from .resume import Recorded
 from .stats import Tally
 from .status import ExitCode
 from .targets import Target
-from .tls import expires_within
 
 if TYPE_CHECKING:
     from .progress import ProgressLine
@@ -367,16 +367,12 @@ async def _main(
     def stop(signum: int) -> None:  # in the signal handler: cancel from the loop, not here
         loop.call_soon_threadsafe(main.cancel)
 
-    shows = config.output.shows
-    expiring = config.output.cert_expires_within
+    shows = shown_filter(config.output)
     tally = outcome.tally
     progress = _start_progress(config, outcome, writer, console, count)
 
     def sink(result: Result) -> None:
-        graded = result.audit
-        shown = shows(result.status_code, graded.grade if graded is not None else None)
-        if expiring is not None:
-            shown = shown and expires_within(result.tls, expiring, result.timestamp)
+        shown = shows(result)
         tally.count(result, shown=shown)
         writer.write(result, shown=shown)  # the -o file gets it even when hidden
         if progress is not None:

@@ -35,7 +35,7 @@ from .engine import Engine, Lines, aiter_lines
 from .errors import InvalidInput
 from .jobs import Jobs
 from .models import Result
-from .output import RecordWriter, format_jsonl, make_format
+from .output import RecordWriter, format_jsonl, make_format, shown_filter
 from .resume import Recorded
 from .stats import Tally
 from .targets import is_skipped, parse_target
@@ -159,7 +159,7 @@ class _Records:
     """A worker's sink: what RecordWriter.write does, into memory, plus the tally."""
 
     def __init__(self, config: Config, stdout: bool, file: bool) -> None:
-        self._shows = config.output.shows
+        self._shows = shown_filter(config.output)
         self._formatter = make_format(config.output).formatter if stdout else None
         self._file_formatter = format_jsonl if file else None
         self.stdout: list[bytes] = []
@@ -168,7 +168,7 @@ class _Records:
         self.tally = Tally()
 
     def __call__(self, result: Result) -> None:
-        shown = self._shows(result.status_code)
+        shown = self._shows(result)
         self.tally.count(result, shown=shown)
         text = b""
         if shown and self._formatter is not None:

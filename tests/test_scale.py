@@ -32,6 +32,7 @@ from fetcher.config import (
     ConfigError,
     Fanout,
     Output,
+    Request,
     StatusSet,
     parse_shard,
     parse_workers,
@@ -41,6 +42,7 @@ from fetcher.output import RecordWriter, format_jsonl, make_format
 from fetcher.resume import Recorded
 from fetcher.stats import Reservoir, Tally
 from tests.conftest import make_config
+from tests.test_auditing import BARE, HARDENED
 from tests.test_interrupts import finish, records, wait_for_records
 
 # Volatile parts of a record: when it was made and how long it took.
@@ -147,6 +149,29 @@ def test_fanned_out_run_writes_the_records_of_one_process(
     )
     if format_name == "csv":
         assert fanned[0].count(b"\ninput,") == 0 and fanned[0].startswith(b"input,")
+
+
+@pytest.mark.parametrize("kind", ["workers", "dask"])
+def test_grade_and_expiry_filters_hold_across_workers(
+    hosts: LoopbackHosts, tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    """--min-grade and --cert-expires-within pick a fanned-out run's stdout records as they
+    do one process's (a chunk used to apply the status filters only)."""
+    hardened = hosts.serve(replies(response("200 OK", HARDENED)))
+    bare = hosts.serve(replies(response("200 OK", BARE)))
+    lines = [f"http://127.0.0.1:{port}/{i}" for port in (hardened, bare) for i in range(6)]
+    limits, audited = make_config(concurrency=4).limits, Request(audit=True)
+    for output, shown in (
+        (Output(format="jsonl", progress=False, min_grade="C+"), 6),  # the bare ones, F
+        (Output(format="jsonl", progress=False, cert_expires_within=30), 0),  # no certificate
+    ):
+        config = Config(limits=limits, request=audited, output=output)
+        alone = run_cli_like(config, lines, tmp_path / "one.jsonl", None)
+        fanned = run_cli_like(config, lines, tmp_path / "many.jsonl", make_pool(kind, request))
+        assert len(alone[0].splitlines()) == shown
+        assert normal("jsonl", fanned[0]) == normal("jsonl", alone[0])
+        assert normal("jsonl", fanned[1]) == normal("jsonl", alone[1])  # every record
+        assert fanned[2].tally.filtered == alone[2].tally.filtered == len(lines) - shown
 
 
 def test_order_input_holds_across_workers(hosts: LoopbackHosts, tmp_path: Path) -> None:
