@@ -82,6 +82,13 @@ class ChunkResult:
 
 # Set in a worker process by its pool (_worker_start): the run asks its chunks to stop.
 _stop: Event | None = None
+# Whether this process's collector is tuned for fetching (runner.tune_gc: start-up frozen, the
+# young generation collected seldom): a --workers worker's is at its start, a local:N Dask
+# worker's at its first chunk. Only there does a chunk collect its cycles when it ends; in a
+# process afetch does not own (a remote cluster's worker, a caller's executor) the collector is
+# left as it is, and collects them itself. A full collection of a Dask worker's heap, never
+# frozen, took about 150 ms a chunk: 12% of the workers' CPU in a 40 000-target run.
+_tuned = False
 
 
 def run_chunk(
@@ -93,12 +100,16 @@ def run_chunk(
     stdout: bool = True,
     file: bool = False,
     loop: str = "auto",
+    tune: bool = False,
 ) -> ChunkResult:
     """Fetch `lines` under `config` on an event loop of its own, and return their records:
     formatted for stdout (if `stdout`; filters applied) and for the -o file (if `file`).
-    `recorded`: the chunk's share of --resume's records (Recorded.like and add)."""
+    `recorded`: the chunk's share of --resume's records (Recorded.like and add). `tune`: the
+    process is afetch's own (Pool.owned), its collector tuned as a worker's."""
     from .runner import loop_factory
 
+    if tune:
+        _tune_gc()
     records = _Records(config, stdout, file)
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         interrupted = runner.run(_fetch(config, lines, recorded, records))
@@ -106,7 +117,8 @@ def run_chunk(
     # generation threshold a run raises (runner.tune_gc) leaves for long: a worker grew about
     # 0.3 MB a chunk (30 MB to 49 MB in a minute). Collected here, it stays flat; the objects of
     # start-up are frozen, so this scans little more than the chunk's own garbage.
-    gc.collect()
+    if _tuned:
+        gc.collect()
     return ChunkResult(
         number,
         b"".join(records.stdout),
@@ -177,6 +189,7 @@ class Pool(Protocol):
     slots: int
     loop: str  # the event loop a chunk runs on (--loop)
     stops_early: bool  # stop() makes running chunks hand back what they finished
+    owned: bool  # its processes were started for this run: a chunk may tune them (run_chunk)
 
     def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any: ...
 
@@ -194,6 +207,7 @@ class WorkerPool:
     SIGTERM: the parent, which owns the output, stops them (stop()) and takes what they did."""
 
     stops_early = True
+    owned = True
 
     def __init__(self, workers: int, loop: str = "auto") -> None:
         self.slots = workers
@@ -229,13 +243,22 @@ def _worker_start(stop: Event) -> None:
     """A worker process's first call: the signals are the parent's to handle."""
     global _stop
     _stop = stop
-    from .runner import tune_gc
-
-    tune_gc()  # what the parent does for one process: the same saving per request here
+    _tune_gc()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _tune_gc() -> None:
+    """What the parent does for one process (runner.tune_gc), once in this one: the same
+    saving per request here."""
+    global _tuned
+    if not _tuned:
+        from .runner import tune_gc
+
+        tune_gc()
+        _tuned = True
 
 
 @contextlib.contextmanager
@@ -252,7 +275,8 @@ def _signals_blocked() -> Iterator[None]:
 
 class ExecutorPool:
     """Any concurrent.futures.Executor (Dask's among them) with `slots` chunks at once. A
-    broken executor is not renewed: its error ends the run."""
+    broken executor is not renewed: its error ends the run. `owned`: its processes are this
+    run's own (a local:N cluster)."""
 
     stops_early = False
 
@@ -262,9 +286,12 @@ class ExecutorPool:
         slots: int,
         loop: str = "auto",
         on_close: Callable[[], None] | None = None,
+        *,
+        owned: bool = False,
     ) -> None:
         self.slots = max(1, slots)
         self.loop = loop
+        self.owned = owned
         self._executor = executor
         self._on_close = on_close
 
@@ -291,6 +318,16 @@ DASK_CONNECT_TIMEOUT = "10s"
 DASHBOARD = "127.0.0.1:0"
 # distributed's own log lines (INFO on every worker start) would mix into afetch's stderr.
 DASK_LOG_LEVEL = "error"
+# Dask configuration for local:N's servers (each Nanny hands its worker process the
+# configuration in force when it was made): two diagnostics that wake a worker's event loop,
+# which then takes the GIL from the chunk it runs, for no use in a run. The statistical
+# profiler samples the running chunk's stack every 10 ms (off: about 5% less CPU a request,
+# --cluster local:2 on 40 000 targets, 573 -> 543 us); the tick measures the loop's lag every
+# 20 ms, to warn of a loop blocked for 3 s (each 1 s: 550 -> 500 us).
+LOCAL_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+}
 
 
 def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
@@ -301,13 +338,15 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
     try:
         # Typed as Any: distributed's API is untyped, and only a few calls of it are used.
         distributed: Any = importlib.import_module("distributed")
+        dask_config: Any = importlib.import_module("dask.config")  # distributed requires dask
     except ImportError:
         raise ConfigError("--cluster needs Dask: pip install 'afetch[dask]'") from None
     cluster: Any = None
     try:
         if address.startswith(LOCAL_CLUSTER):
             workers = int(address[len(LOCAL_CLUSTER) :])
-            with _signals_blocked():  # its worker processes leave Ctrl-C to us, as ours do
+            # Blocked signals: its worker processes leave Ctrl-C to us, as ours do.
+            with _signals_blocked(), dask_config.set(LOCAL_WORKER_CONFIG):
                 cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, dashboard_address=DASHBOARD
                 )
@@ -324,17 +363,22 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
         if cluster is not None:
             cluster.close()
 
-    return dask_pool(client, loop, close)
+    return dask_pool(client, loop, close, owned=cluster is not None)
 
 
 def dask_pool(
-    client: Any, loop: str = "auto", on_close: Callable[[], None] | None = None
+    client: Any,
+    loop: str = "auto",
+    on_close: Callable[[], None] | None = None,
+    *,
+    owned: bool = False,
 ) -> ExecutorPool:
     """A pool of a connected distributed.Client: a slot per worker thread. Each chunk's
     future is the executor's; Dask's own is released once the result reached this process,
-    so a worker dying later never makes Dask compute a written chunk again."""
+    so a worker dying later never makes Dask compute a written chunk again. `owned`: the
+    cluster's workers were started for this run (local:N)."""
     slots = sum(client.nthreads().values())
-    return ExecutorPool(client.get_executor(pure=False), slots, loop, on_close)
+    return ExecutorPool(client.get_executor(pure=False), slots, loop, on_close, owned=owned)
 
 
 def open_pool(fanout: Fanout, loop: str = "auto") -> Pool | None:
@@ -526,6 +570,7 @@ class FanOut:
             stdout=self._stdout,
             file=self._file,
             loop=self._pool.loop,
+            tune=self._pool.owned,
         )
         self._pending[asyncio.wrap_future(future)] = chunk
         self._busy.add(chunk.lane)

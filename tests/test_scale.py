@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from fetcher.output import Format, RecordWriter, format_jsonl, make_format
 from fetcher.resume import Recorded
 from fetcher.stats import Reservoir, Tally
 from tests.conftest import make_config
+from tests.test_auditing import BARE, HARDENED
 from tests.test_interrupts import finish, records, wait_for_records
 
 # Volatile parts of a record: when it was made and how long it took.
@@ -146,6 +148,29 @@ def test_fanned_out_run_writes_the_records_of_one_process(
     )
     if format_name == "csv":
         assert fanned[0].count(b"\ninput,") == 0 and fanned[0].startswith(b"input,")
+
+
+@pytest.mark.parametrize("kind", ["workers", "dask"])
+def test_grade_and_expiry_filters_hold_across_workers(
+    hosts: LoopbackHosts, tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    """--min-grade and --cert-expires-within pick a fanned-out run's stdout records as they
+    do one process's (a chunk used to apply the status filters only)."""
+    hardened = hosts.serve(replies(response("200 OK", HARDENED)))
+    bare = hosts.serve(replies(response("200 OK", BARE)))
+    lines = [f"http://127.0.0.1:{port}/{i}" for port in (hardened, bare) for i in range(6)]
+    limits, audited = make_config(concurrency=4).limits, Request(audit=True)
+    for output, shown in (
+        (Output(format="jsonl", progress=False, min_grade="C+"), 6),  # the bare ones, F
+        (Output(format="jsonl", progress=False, cert_expires_within=30), 0),  # no certificate
+    ):
+        config = Config(limits=limits, request=audited, output=output)
+        alone = run_cli_like(config, lines, tmp_path / "one.jsonl", None)
+        fanned = run_cli_like(config, lines, tmp_path / "many.jsonl", make_pool(kind, request))
+        assert len(alone[0].splitlines()) == shown
+        assert normal("jsonl", fanned[0]) == normal("jsonl", alone[0])
+        assert normal("jsonl", fanned[1]) == normal("jsonl", alone[1])  # every record
+        assert fanned[2].tally.filtered == alone[2].tally.filtered == len(lines) - shown
 
 
 def test_order_input_holds_across_workers(hosts: LoopbackHosts, tmp_path: Path) -> None:
@@ -371,6 +396,19 @@ def test_tally_merge_adds_counts_and_samples_both() -> None:
     assert a.latency_ms.seen == 101 and a.latency_ms.maximum == 500.0
 
 
+def test_tally_merge_keeps_the_tls_and_grade_counts() -> None:
+    """--stats of a fanned-out run shows the tls and grades lines one process shows."""
+    a, b = Tally(), Tally()
+    a.tls_versions, a.by_grade = {"TLSv1.3": 1}, {"A": 1}
+    b.tls_versions, b.by_grade = {"TLSv1.3": 2, "TLSv1.2": 1}, {"A": 1, "F": 2}
+    b.expiring, b.unverified = 1, {"certificate has expired": 1}
+    a.merge(b)
+    assert a.tls_versions == {"TLSv1.3": 3, "TLSv1.2": 1} and a.by_grade == {"A": 2, "F": 2}
+    assert a.expiring == 1 and a.unverified == {"certificate has expired": 1}
+    summary = a.summary()
+    assert "expiring within 30 days 1" in summary and "grades   A 2  F 2" in summary
+
+
 def test_reservoir_merge_stays_bounded_and_proportional() -> None:
     big, small = Reservoir(size=100), Reservoir(size=100)
     for _ in range(900):
@@ -383,6 +421,28 @@ def test_reservoir_merge_stays_bounded_and_proportional() -> None:
     empty = Reservoir()
     empty.merge(Reservoir())
     assert empty.maximum is None and empty.percentile(50) is None
+
+
+def test_reservoir_merged_chunk_after_chunk_samples_every_chunk_alike() -> None:
+    """A run's sample takes 40 workers' chunks in turn: each chunk holds its share of it (1/40,
+    25 of 1 000), the late ones as the early; a chunk larger than a sample not yet full fills
+    it in proportion too."""
+    run = Reservoir(size=1000, rng=random.Random(7))
+    for number in range(40):
+        chunk = Reservoir(size=1000)
+        for _ in range(250):
+            chunk.add(float(number))
+        run.merge(chunk)
+    shares = Counter(run.sample)
+    assert len(run.sample) == 1000 and run.seen == 10_000
+    assert all(10 <= shares[float(number)] <= 45 for number in range(40)), shares
+    part, big = Reservoir(size=100), Reservoir(size=100)
+    for _ in range(30):
+        part.add(1.0)
+    for _ in range(500):
+        big.add(2.0)
+    part.merge(big)
+    assert len(part.sample) == 100 and part.sample.count(1.0) == 6  # 30 of 530 seen
 
 
 def test_fanout_options_are_checked() -> None:
@@ -418,6 +478,23 @@ def test_plan_shares_concurrency_and_rate() -> None:
     plan = scale.Plan.of(make_config(concurrency=3, per_host=2), 2)
     assert plan.lanes == 2 and plan.in_flight == 2 and plan.config.limits.concurrency == 2
     assert scale.Plan.of(make_config(concurrency=10), 2).in_flight == 4
+
+
+def test_a_local_cluster_is_the_runs_own() -> None:
+    """local:N's workers are afetch's: chunks tune them (Pool.owned), and neither the profiler
+    nor the loop's tick wakes them every few ms; the caller's Dask configuration is as it was."""
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    import dask.config
+
+    pool = scale.open_dask("local:1")
+    try:
+        assert pool.owned and pool.slots == 1
+        on_worker = pool.submit(dask.config.get, "distributed.worker.profile.enabled").result()
+        assert on_worker is False
+        assert pool.submit(dask.config.get, "distributed.admin.tick.interval").result() == "1s"
+    finally:
+        pool.close()
+    assert dask.config.get("distributed.worker.profile.enabled") is True
 
 
 def test_cluster_without_a_scheduler_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -520,11 +597,14 @@ def test_cluster_local_from_the_command_line(hosts: LoopbackHosts) -> None:
     assert done.stderr.decode().startswith("afetch: 50 targets"), done.stderr
 
 
-def test_a_chunk_leaves_no_cycles_behind(hosts: LoopbackHosts) -> None:
+def test_a_chunk_leaves_no_cycles_behind(
+    hosts: LoopbackHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A worker runs chunk after chunk: each one's loop, backend and engine must be freed when
     it ends, not when the (raised) GC threshold is next reached."""
     import gc
 
+    monkeypatch.setattr(scale, "_tuned", True)  # as in a worker (this process is pytest's)
     port = hosts.serve(replies(response()))
     config = make_config(concurrency=4)
     scale.run_chunk(config, [f"127.0.0.1:{port}/{i}" for i in range(20)])
@@ -545,3 +625,24 @@ def test_a_chunk_shows_what_one_process_shows(hosts: LoopbackHosts) -> None:
         chunk = scale.run_chunk(config, [url], file=True)
         assert (chunk.stdout.count(b"\n"), chunk.file.count(b"\n")) == (shown, 1)
         assert (chunk.tally.ok, chunk.tally.filtered) == (1, 1 - shown)
+
+
+def test_only_a_local_clusters_workers_get_the_tuned_collector(
+    hosts: LoopbackHosts, dask_client: Any
+) -> None:
+    """A worker of a cluster started for the run is tuned as --workers' are; one of a cluster
+    afetch does not own keeps its collector as it was."""
+    import gc
+
+    port = hosts.serve(replies(response()))
+    config = Config(limits=make_config(concurrency=4).limits, output=JSONL)
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(8)]
+
+    def thresholds() -> set[int]:
+        return {young for young, *_ in dask_client.run(gc.get_threshold).values()}
+
+    assert thresholds() != {runner.GC_YOUNG_THRESHOLD}  # nothing tuned them yet
+    fan(config, lines, scale.dask_pool(dask_client), lambda: None)
+    assert runner.GC_YOUNG_THRESHOLD not in thresholds()
+    fan(config, lines * 2, scale.dask_pool(dask_client, owned=True), lambda: None)
+    assert runner.GC_YOUNG_THRESHOLD in thresholds()
