@@ -20,6 +20,7 @@ from conftest import FetchOne
 from fetcher.config import Config, ConfigError
 from fetcher.errors import FetchError
 from fetcher.loopback import LoopbackHosts, Script, read_request, recording, replies, response
+from fetcher.models import Result
 from fetcher.proxy import Proxies, Proxy, blame_proxy, parse_proxy
 
 OK = response("200 OK", [("Server", "target")])
@@ -299,6 +300,17 @@ def real_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         stop(process)
 
 
+def answered_through(fetch: FetchOne, proxy: str, ca_file: str, *urls: str) -> list[Result]:
+    """Each URL fetched through `proxy` is the target's own 200 (its Server: target)."""
+    results = []
+    for url in urls:
+        result = fetch(url, cafile=ca_file, proxy=proxy)
+        assert result.status_code == 200, (url, result.error)
+        assert result.headers_by_name()["server"] == ["target"]
+        results.append(result)
+    return results
+
+
 def wait_for_port(port_file: Path, process: subprocess.Popen[bytes], name: str) -> int:
     """The port a proxy process writes to `port_file` once it listens; the test fails if the
     process exits first, or writes none within PROXY_START_SECONDS."""
@@ -336,10 +348,9 @@ def test_through_a_real_proxy(
     plain = hosts.serve(replies(OK))
     secure = hosts.serve(replies(OK), tls=server_tls)
     proxy = f"http://127.0.0.1:{real_proxy}"
-    for url in (f"http://127.0.0.1:{plain}/", f"https://localhost:{secure}/"):
-        result = fetch(url, cafile=ca_file, proxy=proxy)
-        assert result.status_code == 200, (url, result.error)
-        assert result.headers_by_name()["server"] == ["target"]
+    answered_through(
+        fetch, proxy, ca_file, f"http://127.0.0.1:{plain}/", f"https://localhost:{secure}/"
+    )
     # A target the proxy cannot reach: its answer (502 for http; a refused tunnel for https).
     closed = hosts.refused()
     plain_down = fetch(f"http://127.0.0.1:{closed}/", proxy=proxy)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import FetchOne
-from test_proxy import pipe, stop, wait_for_port
+from test_proxy import answered_through, pipe, stop, wait_for_port
 
 from fetcher.config import Config, ConfigError
 from fetcher.errors import ConnectError, FetchTimeout
@@ -503,10 +503,8 @@ def test_through_a_real_socks_proxy(
     plain = hosts.serve(replies_with(OK))
     secure = hosts.serve(replies_with(OK), tls=server_tls)
     proxy = f"{scheme}://u:p@127.0.0.1:{real_socks}"
-    for url in (f"http://localhost:{plain}/", f"https://localhost:{secure}/"):
-        result = fetch(url, cafile=ca_file, proxy=proxy)
-        assert result.status_code == 200, (url, result.error)
-        assert result.headers_by_name()["server"] == ["target"]
+    urls = (f"http://localhost:{plain}/", f"https://localhost:{secure}/")
+    for result in answered_through(fetch, proxy, ca_file, *urls):
         assert result.host_ip == "127.0.0.1"
     # Without the credentials pproxy closes on the greeting: the proxy's failure.
     anonymous = fetch(f"http://localhost:{plain}/", proxy=f"{scheme}://127.0.0.1:{real_socks}")
