@@ -409,12 +409,15 @@ def test_tally_merge_keeps_the_tls_and_grade_counts() -> None:
     assert "expiring within 30 days 1" in summary and "grades   A 2  F 2" in summary
 
 
+def filled(reservoir: Reservoir, value: float, count: int) -> Reservoir:
+    """`reservoir` after `count` adds of `value`."""
+    for _ in range(count):
+        reservoir.add(value)
+    return reservoir
+
+
 def test_reservoir_merge_stays_bounded_and_proportional() -> None:
-    big, small = Reservoir(size=100), Reservoir(size=100)
-    for _ in range(900):
-        big.add(1.0)
-    for _ in range(100):
-        small.add(2.0)
+    big, small = filled(Reservoir(size=100), 1.0, 900), filled(Reservoir(size=100), 2.0, 100)
     big.merge(small)
     assert len(big.sample) == 100 and big.seen == 1000
     assert 5 <= big.sample.count(2.0) <= 15  # 10% of what was seen came from `small`
@@ -429,18 +432,11 @@ def test_reservoir_merged_chunk_after_chunk_samples_every_chunk_alike() -> None:
     it in proportion too."""
     run = Reservoir(size=1000, rng=random.Random(7))
     for number in range(40):
-        chunk = Reservoir(size=1000)
-        for _ in range(250):
-            chunk.add(float(number))
-        run.merge(chunk)
+        run.merge(filled(Reservoir(size=1000), float(number), 250))
     shares = Counter(run.sample)
     assert len(run.sample) == 1000 and run.seen == 10_000
     assert all(10 <= shares[float(number)] <= 45 for number in range(40)), shares
-    part, big = Reservoir(size=100), Reservoir(size=100)
-    for _ in range(30):
-        part.add(1.0)
-    for _ in range(500):
-        big.add(2.0)
+    part, big = filled(Reservoir(size=100), 1.0, 30), filled(Reservoir(size=100), 2.0, 500)
     part.merge(big)
     assert len(part.sample) == 100 and part.sample.count(1.0) == 6  # 30 of 530 seen
 
