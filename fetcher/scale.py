@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import math
 import multiprocessing
+import multiprocessing.process
 import os
 import signal
 import time
@@ -213,6 +214,8 @@ class WorkerPool:
         self.slots = workers
         self.loop = loop
         self._context = multiprocessing.get_context("spawn")
+        # The processes the executor started, which it starts in submit(), in this thread.
+        self._started: set[multiprocessing.process.BaseProcess] = set()
         self._stop = self._context.Event()
         self._executor = self._new()
 
@@ -226,10 +229,23 @@ class WorkerPool:
         # blocked, so a Ctrl-C to the whole terminal group cannot end one while it starts up,
         # before _worker_start ignores them. The parent gets any that came meanwhile after.
         with _signals_blocked():
-            return self._executor.submit(fn, *args, **kwargs)
+            if len(self._started) >= self.slots:
+                return self._executor.submit(fn, *args, **kwargs)
+            before = multiprocessing.active_children()
+            future = self._executor.submit(fn, *args, **kwargs)
+            self._started.update(set(multiprocessing.active_children()).difference(before))
+            return future
 
     def renew(self) -> None:
+        """A worker died. The broken executor sends its other workers SIGTERM, which they
+        ignore, and waits for them to end: one that finished its chunk blocks for good writing
+        a result of over a pipe's buffer (64 KB) that nobody reads, and the interpreter's exit
+        waits on that executor's thread. Their chunks are sent again anyway: they are killed."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in self._started:
+            if process.is_alive():
+                process.kill()
+        self._started.clear()
         self._executor = self._new()
 
     def stop(self) -> None:

@@ -276,6 +276,38 @@ def test_a_killed_worker_loses_and_doubles_nothing(
         assert counting.renewed >= 1
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_killed_worker_leaves_no_worker_behind(hosts: LoopbackHosts) -> None:
+    """When one worker dies, the pool's other workers die with it (their chunks are sent again):
+    a survivor whose chunk's records outgrow the result pipe (64 KB on Linux) blocked writing
+    them, unread, for good, and the interpreter's exit waited on the broken pool's thread,
+    which waited on that worker: the run never ended."""
+    port = hosts.serve(delayed(response(), 0.1))
+    long = "x" * 4000  # a chunk of 16 records, each with its 4 KB path twice: about 130 KB
+    lines = [f"127.0.0.1:{port}/{i}/{long}" for i in range(96)]
+    config = Config(limits=make_config(concurrency=8).limits, output=Output(format="jsonl"))
+    others = {child.pid for child in multiprocessing.active_children()}
+    pool = CountingPool(2)
+
+    def ours() -> list[int]:
+        return [c.pid for c in multiprocessing.active_children() if c.pid not in others]
+
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        if not killed:
+            killed.append(ours()[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    data = fan(config, lines, pool, kill_one)
+    assert Counter(json.loads(line)["input"] for line in data.splitlines()) == Counter(lines)
+    assert pool.renewed >= 1
+    end = time.monotonic() + 20.0  # wide: a worker that is going away is gone in milliseconds
+    while ours() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert ours() == []
+
+
 def counting_host(hosts: LoopbackHosts, peak: list[int], starts: list[float]) -> int:
     active = [0]
 
@@ -553,6 +585,56 @@ def test_a_signal_stops_every_worker_and_leaves_no_process(
             os.killpg(process.pid, signal.SIGKILL)
     written = Counter(str(r["input"]) for r in records(out))
     assert 1 <= len(written) < len(lines) and max(written.values()) == 1
+
+
+def workers_of(pid: int) -> list[int]:
+    """The pool processes of afetch `pid` (Linux /proc), not multiprocessing's resource tracker."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    found = []
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_a_run_whose_worker_is_killed_ends_with_every_record(
+    hosts: LoopbackHosts, tmp_path: Path
+) -> None:
+    """The whole command, as a user meets it: a worker killed mid-run (out of memory, say),
+    chunks of records larger than a pipe holds, and afetch must still end, every record once.
+    It wrote them all and then never exited: its exit waited on the broken pool's survivor."""
+    port = hosts.serve(delayed(response(), 0.05))
+    lines = [f"127.0.0.1:{port}/{i}/{'x' * 2000}" for i in range(600)]
+    list_file, out = tmp_path / "hosts.txt", tmp_path / "out.jsonl"
+    list_file.write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, "-m", "fetcher", "--workers", "2", "-c", "20", "-q"]
+    with (tmp_path / "stderr").open("wb") as err:  # not a pipe: a stuck worker would hold it
+        process = subprocess.Popen(
+            [*argv, "-l", str(list_file), "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        wait_for_records(out, 1)
+        workers = workers_of(process.pid)
+        assert workers, "no worker process found"
+        os.kill(workers[0], signal.SIGKILL)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("afetch still running 60 s after its worker died") from None
+        assert process.returncode == 0, (tmp_path / "stderr").read_text()
+        assert gone(process.pid, 10), "a worker outlived the run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert Counter(str(r["input"]) for r in records(out)) == Counter(lines)
 
 
 def test_shard_runs_cover_the_input_exactly_once(hosts: LoopbackHosts, tmp_path: Path) -> None:
