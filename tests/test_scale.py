@@ -509,8 +509,9 @@ def test_plan_shares_concurrency_and_rate() -> None:
 
 
 def test_a_local_cluster_is_the_runs_own() -> None:
-    """local:N's workers are afetch's: chunks tune them (Pool.owned), and neither the profiler
-    nor the loop's tick wakes them every few ms; the caller's Dask configuration is as it was."""
+    """local:N's workers are afetch's: chunks tune them (Pool.owned), and neither the profiler,
+    the loop's tick nor the memory monitor wakes them every few ms; the caller's Dask
+    configuration is as it was."""
     pytest.importorskip("distributed", reason="afetch[dask] is not installed")
     import dask.config
 
@@ -520,6 +521,8 @@ def test_a_local_cluster_is_the_runs_own() -> None:
         on_worker = pool.submit(dask.config.get, "distributed.worker.profile.enabled").result()
         assert on_worker is False
         assert pool.submit(dask.config.get, "distributed.admin.tick.interval").result() == "1s"
+        monitor = "distributed.worker.memory.monitor-interval"
+        assert pool.submit(dask.config.get, monitor).result() == "1s"
     finally:
         pool.close()
     assert dask.config.get("distributed.worker.profile.enabled") is True
