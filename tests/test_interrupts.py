@@ -86,7 +86,11 @@ def finish(process: subprocess.Popen[bytes], timeout: float) -> bytes:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        _, err = process.communicate()
+        # A process of its own group (start_new_session) may have left workers holding the
+        # stderr pipe: they go too, or reading it to its end would wait for them for good.
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        _, err = process.communicate(timeout=10)
         raise AssertionError(f"afetch still running after {timeout} s; stderr: {err!r}") from None
     return err
 
