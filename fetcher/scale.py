@@ -581,17 +581,21 @@ class FanOut:
 
     def _send(self, chunk: _Chunk) -> None:
         recorded = chunk.recorded.part() if isinstance(chunk.recorded, _Carving) else None
-        future = self._pool.submit(
-            run_chunk,
-            self.plan.config,
-            chunk.lines,
-            number=chunk.number,
-            recorded=recorded,
-            stdout=self._stdout,
-            file=self._file,
-            loop=self._pool.loop,
-            tune=self._pool.owned,
-        )
+        try:
+            future = self._pool.submit(
+                run_chunk,
+                self.plan.config,
+                chunk.lines,
+                number=chunk.number,
+                recorded=recorded,
+                stdout=self._stdout,
+                file=self._file,
+                loop=self._pool.loop,
+                tune=self._pool.owned,
+            )
+        except cf.BrokenExecutor:  # a worker died since a chunk last came back
+            self._broken(chunk)
+            return
         self._pending[asyncio.wrap_future(future)] = chunk
         self._busy.add(chunk.lane)
 

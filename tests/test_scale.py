@@ -5,6 +5,7 @@ gives, exactly once, whatever happens to a worker; --shard splits an input exact
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import contextlib
 import csv
 import io
@@ -283,6 +284,31 @@ def test_a_killed_worker_loses_and_doubles_nothing(
         while pids() and time.monotonic() < end:
             time.sleep(0.05)
         assert pids() == []
+
+
+class BreakingPool(CountingPool):
+    """A pool found broken when a chunk is handed to it, as a worker that died between two
+    chunks leaves it, before any chunk out came back to say so."""
+
+    submits = 0
+
+    def submit(self, fn: Callable[..., scale.ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
+        self.submits += 1
+        if self.submits == 3:
+            raise cf.BrokenExecutor("A child process terminated abruptly")
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_pool_found_broken_at_submit_loses_and_doubles_nothing(hosts: LoopbackHosts) -> None:
+    """The run ended with exit 70 (BrokenProcessPool out of submit) when a worker died while
+    the parent was handing out a chunk; now that chunk and those out go to a new pool."""
+    port = hosts.serve(replies(response()))
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(48)]
+    config = Config(limits=make_config(concurrency=8).limits, output=Output(format="jsonl"))
+    pool = BreakingPool(2)
+    data = fan(config, lines, pool, lambda: None)
+    assert Counter(json.loads(line)["input"] for line in data.splitlines()) == Counter(lines)
+    assert pool.renewed == 1
 
 
 def counting_host(hosts: LoopbackHosts, peak: list[int], starts: list[float]) -> int:
