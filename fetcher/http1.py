@@ -42,6 +42,12 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.DOTALL)
 # RFC 9110 token characters: what a field name may contain.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Every field line of a head at once, in C: (name, value) with the value's OWS stripped. `^`
+# anchors each match at a line's start and neither group crosses a line, so a head whose
+# matches are as many as its lines has every line well-formed; any other head (a fold, a bad
+# name, an empty line) takes the line-by-line path, which names the fault. 9 -> 3 us for an
+# nginx head of 8 fields, about 15% of the user CPU of a raw fetch (bench/micro.py).
+_FIELDS = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\n]*[^ \t\n])?)[ \t]*\n", re.M)
 _HTTP_PREFIX = b"HTTP/"
 _OWS = b" \t"
 _OBS_FOLD_STARTS = (b" ", b"\t")
@@ -173,13 +179,14 @@ def parse_head(head: bytes) -> ResponseHead:
     text = head.replace(b"\r\n", b"\n")
     if b"\r" in text:
         raise ProtocolError("bare CR in the header section", "read")
-    lines = text.split(b"\n")
-    if len(lines) > MAX_HEADERS + 1:
+    status_line, newline, block = text.partition(b"\n")
+    count = block.count(b"\n") + 1 if newline else 0  # field lines, empty ones included
+    if count > MAX_HEADERS:
         raise ProtocolError(f"more than {MAX_HEADERS} header fields", "read")
-    if max(map(len, lines)) > MAX_LINE_BYTES:
+    # No line can be longer than the head: the split is needed only for a head that long.
+    if len(text) > MAX_LINE_BYTES and max(map(len, text.split(b"\n"))) > MAX_LINE_BYTES:
         raise ProtocolError(f"header line longer than {MAX_LINE_BYTES} bytes", "read")
 
-    status_line = lines[0]
     match = _STATUS_LINE.match(status_line)
     if match is None:
         raise ProtocolError(f"malformed status line: {status_line[:80]!r}", "read")
@@ -190,11 +197,22 @@ def parse_head(head: bytes) -> ResponseHead:
     if status not in STATUS_CODES:
         raise ProtocolError(f"status code {code.decode()} outside 100-599", "read")
     result = ResponseHead(f"1.{minor.decode()}", status, decode_field(reason or b""))
+    if count:
+        try:
+            fields = _FIELDS.findall(block.decode("utf-8") + "\n")
+        except UnicodeDecodeError:  # a Latin-1 field: each one decoded on its own, below
+            fields = []
+        if len(fields) == count:
+            result.headers = fields
+        else:
+            _parse_fields(block.split(b"\n"), result.headers)
+    return result
 
-    fields = result.headers
+
+def _parse_fields(lines: list[bytes], fields: list[tuple[str, str]]) -> None:
+    """Field lines one by one: the general path, for folds, Latin-1 values and the errors."""
     token = _TOKEN.match
-    for i in range(1, len(lines)):
-        line = lines[i]
+    for line in lines:
         if line[:1] in _OBS_FOLD_STARTS:
             # obs-fold (RFC 9112 section 5.2): a continuation of the previous value.
             if not fields:
@@ -206,4 +224,3 @@ def parse_head(head: bytes) -> ResponseHead:
         if not colon or not token(raw_name):
             raise ProtocolError(f"malformed header line: {line[:80]!r}", "read")
         fields.append((raw_name.decode("ascii"), decode_field(raw_value.strip(_OWS))))
-    return result

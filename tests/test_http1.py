@@ -282,3 +282,58 @@ def test_a_head_at_a_limit_is_accepted_however_its_end_is_split(head: bytes) -> 
         assert isinstance(parsed[0], ResponseHead), (cut - len(head), parsed)
     with pytest.raises(ProtocolError):  # and one byte more is refused
         HeadParser().feed(head + b"c\r\n\r\n")
+
+
+# --- the fields matched at once, as line by line ------------------------------------------
+
+TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+FIELD_LINES = st.lists(
+    st.builds(
+        lambda lead, name, colon, value: lead + name + colon + value,
+        st.sampled_from([b"", b"", b"", b" ", b"\t"]),  # a fold now and then
+        st.sampled_from([b"Server", b"X-A", b"a", b"", b"A b", b"\xc3\xa9", b"n\x7f"]),
+        st.sampled_from([b":", b":", b":", b"", b"::"]),
+        st.binary(max_size=10).filter(
+            lambda v: b"\r" not in v and b"\n" not in v and b"\0" not in v
+        )
+        | st.sampled_from([b" v ", b"\tv\t", b"  ", b"\xe9t\xe9", b"\xc3\xa9", b"a: b", b"x \t y"]),
+    ),
+    max_size=6,
+)
+
+
+def fields_line_by_line(lines: list[bytes]) -> list[tuple[str, str]] | None:
+    """RFC 9112's reading of field lines, one at a time: the reference, None if refused."""
+
+    def decode(raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+    fields: list[tuple[str, str]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                return None
+            fields[-1] = (fields[-1][0], fields[-1][1] + " " + decode(line.strip(b" \t")))
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not name or any(byte not in TOKEN for byte in name):
+            return None
+        fields.append((name.decode("ascii"), decode(value.strip(b" \t"))))
+    return fields
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=FIELD_LINES, end=st.sampled_from([b"\r\n", b"\n"]))
+def test_fields_read_at_once_are_the_fields_read_line_by_line(
+    lines: list[bytes], end: bytes
+) -> None:
+    expected = fields_line_by_line(lines)
+    head = end.join([b"HTTP/1.1 200 OK", *lines])
+    if expected is None:
+        with pytest.raises(ProtocolError, match="header"):
+            parse_head(head)
+    else:
+        assert parse_head(head).headers == expected
