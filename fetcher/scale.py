@@ -25,7 +25,10 @@ import math
 import multiprocessing
 import multiprocessing.process
 import os
+import pickle
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -194,6 +197,9 @@ class Pool(Protocol):
 
     def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any: ...
 
+    def received(self, value: Any) -> ChunkResult:
+        """The ChunkResult of what a future of submit() gave."""
+
     def renew(self) -> None:
         """After a cf.BrokenExecutor: a working executor again, or raise the error."""
 
@@ -205,7 +211,14 @@ class Pool(Protocol):
 class WorkerPool:
     """--workers N: a ProcessPoolExecutor of N spawned processes (spawn: no copy of this
     process's threads and event loop; about 0.3 s to start each). Workers ignore SIGINT and
-    SIGTERM: the parent, which owns the output, stops them (stop()) and takes what they did."""
+    SIGTERM: the parent, which owns the output, stops them (stop()) and takes what they did.
+
+    A worker hands a chunk's records back in a file of the pool's own directory, and only the
+    file's name through the executor's result pipe (_spilled): a worker killed part-way through
+    writing a long message to that pipe leaves the executor's thread reading the rest of it for
+    good (the pipe never ends, this process holds its other end), so the pool is never found
+    broken and the run never ends. A name is one write of under PIPE_BUF (4 KB), which the
+    kernel makes whole or not at all."""
 
     stops_early = True
     owned = True
@@ -217,6 +230,7 @@ class WorkerPool:
         # The processes the executor started, which it starts in submit(), in this thread.
         self._started: set[multiprocessing.process.BaseProcess] = set()
         self._stop = self._context.Event()
+        self._spill = tempfile.mkdtemp(prefix="afetch-")
         self._executor = self._new()
 
     def _new(self) -> cf.ProcessPoolExecutor:
@@ -230,17 +244,25 @@ class WorkerPool:
         # before _worker_start ignores them. The parent gets any that came meanwhile after.
         with _signals_blocked():
             if len(self._started) >= self.slots:
-                return self._executor.submit(fn, *args, **kwargs)
+                return self._executor.submit(_spilled, self._spill, fn, args, kwargs)
             before = multiprocessing.active_children()
-            future = self._executor.submit(fn, *args, **kwargs)
+            future = self._executor.submit(_spilled, self._spill, fn, args, kwargs)
             self._started.update(set(multiprocessing.active_children()).difference(before))
             return future
 
+    def received(self, value: Any) -> ChunkResult:
+        if isinstance(value, ChunkResult):  # the worker could not write its file
+            return value
+        with open(value, "rb") as spilled:
+            result: ChunkResult = pickle.load(spilled)
+        os.unlink(value)
+        return result
+
     def renew(self) -> None:
         """A worker died. The broken executor sends its other workers SIGTERM, which they
-        ignore, and waits for them to end: one that finished its chunk blocks for good writing
-        a result of over a pipe's buffer (64 KB) that nobody reads, and the interpreter's exit
-        waits on that executor's thread. Their chunks are sent again anyway: they are killed."""
+        ignore, and waits for them to end, and the interpreter's exit waits on that executor's
+        thread. Their chunks are sent again anyway: they are killed. (Files of chunks that
+        came back to a broken pool go with the directory, in close().)"""
         self._executor.shutdown(wait=False, cancel_futures=True)
         for process in self._started:
             if process.is_alive():
@@ -253,6 +275,27 @@ class WorkerPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self._spill, ignore_errors=True)
+
+
+def _spilled(
+    directory: str, fn: Callable[..., ChunkResult], args: Sequence[Any], kwargs: dict[str, Any]
+) -> str | ChunkResult:
+    """In a worker: run the chunk, and return the name of a file of `directory` holding its
+    ChunkResult (WorkerPool.received reads it); the result itself where that file cannot be
+    written (a full disk, say), as before the pool had files."""
+    result = fn(*args, **kwargs)
+    try:
+        descriptor, path = tempfile.mkstemp(prefix=f"chunk-{result.number}-", dir=directory)
+    except OSError:
+        return result
+    try:
+        with open(descriptor, "wb") as spilled:
+            pickle.dump(result, spilled, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError:
+        os.unlink(path)
+        return result
+    return path
 
 
 def _worker_start(stop: Event) -> None:
@@ -313,6 +356,10 @@ class ExecutorPool:
 
     def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
         return self._executor.submit(fn, *args, **kwargs)
+
+    def received(self, value: Any) -> ChunkResult:
+        result: ChunkResult = value
+        return result
 
     def renew(self) -> None:
         raise cf.BrokenExecutor("the executor broke")
@@ -613,7 +660,7 @@ class FanOut:
             if chunk is None:
                 continue  # a chunk of a broken pool, sent again already
             try:
-                result = future.result()
+                result = self._pool.received(future.result())
             except cf.BrokenExecutor:
                 self._broken(chunk)
                 continue
@@ -664,7 +711,7 @@ class FanOut:
                 for future in done:
                     self._pending.pop(future)
                     if not future.cancelled() and future.exception() is None:
-                        result = future.result()
+                        result = self._pool.received(future.result())
                         self._tally.merge(result.tally)
                         self._held[result.number] = result
         for number in sorted(self._held):

@@ -286,6 +286,99 @@ def test_a_killed_worker_loses_and_doubles_nothing(
         assert pids() == []
 
 
+# Run in a process of its own, since the hang it guards against would keep any process's exit
+# waiting for good: the pool's result thread is held (in a done-callback, where it runs them)
+# while a worker finishes a chunk of about 260 KB of records; every worker is then killed and
+# the thread let go. argv: a fast port, a slow port.
+MID_SEND = r"""
+import concurrent.futures as cf, multiprocessing, os, sys, threading, time
+from fetcher import scale
+from fetcher.config import Config, Output
+
+fast, slow = sys.argv[1:3]
+config = Config(output=Output(format="jsonl"))
+pool = scale.WorkerPool(2)
+small = pool.submit(scale.run_chunk, config, [f"127.0.0.1:{fast}/"])
+lines = [f"127.0.0.1:{slow}/{i}/{'x' * 4000}" for i in range(32)]
+big = pool.submit(scale.run_chunk, config, lines, file=True)
+held, release = threading.Event(), threading.Event()
+
+def hold(_):
+    if threading.current_thread() is not threading.main_thread():
+        held.set()
+        release.wait()
+
+small.add_done_callback(hold)
+held.wait(30)
+time.sleep(2.0)  # the big chunk's 0.5 s fetches are over, and its result sent (or half sent)
+for process in multiprocessing.active_children():
+    process.kill()
+release.set()
+try:
+    result = pool.received(big.result(timeout=30))
+    print("back", result.records, len(result.file))
+except cf.BrokenExecutor:
+    print("broken")
+except TimeoutError:
+    print("hung")
+    os._exit(3)
+pool.close()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_worker_killed_while_it_sends_a_chunk_back_ends_nothing(hosts: LoopbackHosts) -> None:
+    """A worker killed part-way through writing a chunk's records to the pool's result pipe
+    left the pool's thread reading the rest of that message for good (the pipe never ends: this
+    process holds its other end), so the pool was never found broken and the run never ended.
+    Seen in the killed-worker test. A worker now sends back only where its records are."""
+    fast = hosts.serve(replies(response()))
+    slow = hosts.serve(delayed(response(), 0.5))
+    root = str(Path(__file__).resolve().parent.parent)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", MID_SEND, str(fast), str(slow)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=root,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the scenario itself hung: {exc.stderr!r}") from None
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(("back 32 ", "broken")), done.stdout
+
+
+def test_a_chunk_comes_back_in_a_file_or_whole(
+    hosts: LoopbackHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a --workers worker sends back is a file's name, the file read once and removed;
+    where no file can be written (a full disk, say), the chunk's result itself."""
+    port = hosts.serve(replies(response()))
+    args = (make_config(concurrency=2), [f"127.0.0.1:{port}/", "bad target"])
+    pool = scale.WorkerPool(1)
+    try:
+        sent = scale._spilled(str(tmp_path), scale.run_chunk, args, {"number": 5})
+        assert isinstance(sent, str) and Path(sent).parent == tmp_path
+        assert len(pickle.dumps(sent)) < 4096  # one write to a pipe, whole or not at all
+        got = pool.received(sent)
+        assert (got.number, got.records, got.tally.ok) == (5, 2, 1)
+        assert list(tmp_path.iterdir()) == []
+        whole = scale._spilled(str(tmp_path / "gone"), scale.run_chunk, args, {"number": 6})
+        assert isinstance(whole, scale.ChunkResult) and pool.received(whole) is whole
+
+        def full(*_: object, **__: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(pickle, "dump", full)
+        whole = scale._spilled(str(tmp_path), scale.run_chunk, args, {"number": 7})
+        assert isinstance(whole, scale.ChunkResult) and whole.number == 7
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        pool.close()
+
+
 class BreakingPool(CountingPool):
     """A pool found broken when a chunk is handed to it, as a worker that died between two
     chunks leaves it, before any chunk out came back to say so."""
