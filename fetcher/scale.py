@@ -230,7 +230,7 @@ class WorkerPool:
         # The processes the executor started, which it starts in submit(), in this thread.
         self._started: set[multiprocessing.process.BaseProcess] = set()
         self._stop = self._context.Event()
-        self._spill = tempfile.mkdtemp(prefix="afetch-")
+        self._spill = _spill_directory()
         self._executor = self._new()
 
     def _new(self) -> cf.ProcessPoolExecutor:
@@ -275,16 +275,31 @@ class WorkerPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(self._spill, ignore_errors=True)
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)
+
+
+def _spill_directory() -> str | None:
+    """The pool's directory for its workers' chunks; None where none can be made (no room):
+    then they come back through the pool itself."""
+    try:
+        return tempfile.mkdtemp(prefix="afetch-")
+    except OSError:
+        return None
 
 
 def _spilled(
-    directory: str, fn: Callable[..., ChunkResult], args: Sequence[Any], kwargs: dict[str, Any]
+    directory: str | None,
+    fn: Callable[..., ChunkResult],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
 ) -> str | ChunkResult:
     """In a worker: run the chunk, and return the name of a file of `directory` holding its
     ChunkResult (WorkerPool.received reads it); the result itself where that file cannot be
     written (a full disk, say), as before the pool had files."""
     result = fn(*args, **kwargs)
+    if directory is None:
+        return result
     try:
         descriptor, path = tempfile.mkstemp(prefix=f"chunk-{result.number}-", dir=directory)
     except OSError:

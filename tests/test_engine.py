@@ -16,7 +16,7 @@ from fetcher.engine import START_BURST, Engine
 from fetcher.http1 import ResponseHead
 from fetcher.models import Result, Trace
 from fetcher.stream import fetch_all, pull
-from fetcher.targets import Target
+from fetcher.targets import Target, parse_target
 
 # Load tests: coverage's tracer made them about 2.5x slower (70 s of the suite's time against
 # 25 s without it, 3.11), and every line they run is measured by the engine's other tests.
@@ -270,3 +270,17 @@ def test_fetches_start_going_while_free_slots_are_still_being_taken() -> None:
     engine = Engine(config, Watching(config))
     assert len(asyncio.run(go())) == 1000
     assert started_before_the_first_ran[0] <= START_BURST
+
+
+def test_fetch_of_one_target_gives_its_result_and_never_raises() -> None:
+    """Engine.fetch, the library's one-target call: through the policy, a failure is a Result."""
+    config = make_config()
+
+    async def go() -> tuple[Result, Result]:
+        async with Engine(config, StubBackend(config)) as engine:
+            ok = await engine.fetch(parse_target("ok1.example"), 3)
+            return ok, await engine.fetch(parse_target("fail-1.example"))
+
+    ok, failed = asyncio.run(go())
+    assert (ok.status_code, ok.index, ok.failed) == (200, 3, False)
+    assert failed.failed and failed.status_code is None

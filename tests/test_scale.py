@@ -17,6 +17,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -367,6 +368,8 @@ def test_a_chunk_comes_back_in_a_file_or_whole(
         assert list(tmp_path.iterdir()) == []
         whole = scale._spilled(str(tmp_path / "gone"), scale.run_chunk, args, {"number": 6})
         assert isinstance(whole, scale.ChunkResult) and pool.received(whole) is whole
+        whole = scale._spilled(None, scale.run_chunk, args, {"number": 8})
+        assert isinstance(whole, scale.ChunkResult) and whole.number == 8
 
         def full(*_: object, **__: object) -> None:
             raise OSError(28, "No space left on device")
@@ -377,6 +380,8 @@ def test_a_chunk_comes_back_in_a_file_or_whole(
         assert list(tmp_path.iterdir()) == []
     finally:
         pool.close()
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    assert scale._spill_directory() is None
 
 
 class BreakingPool(CountingPool):
