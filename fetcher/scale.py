@@ -243,11 +243,11 @@ class WorkerPool:
         # blocked, so a Ctrl-C to the whole terminal group cannot end one while it starts up,
         # before _worker_start ignores them. The parent gets any that came meanwhile after.
         with _signals_blocked():
-            if len(self._started) >= self.slots:
-                return self._executor.submit(_spilled, self._spill, fn, args, kwargs)
-            before = multiprocessing.active_children()
+            starting = len(self._started) < self.slots
+            before = multiprocessing.active_children() if starting else []
             future = self._executor.submit(_spilled, self._spill, fn, args, kwargs)
-            self._started.update(set(multiprocessing.active_children()).difference(before))
+            if starting:
+                self._started.update(set(multiprocessing.active_children()).difference(before))
             return future
 
     def received(self, value: Any) -> ChunkResult:

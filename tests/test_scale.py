@@ -289,7 +289,7 @@ def test_a_killed_worker_loses_and_doubles_nothing(
 
 # Run in a process of its own, since the hang it guards against would keep any process's exit
 # waiting for good: the pool's result thread is held (in a done-callback, where it runs them)
-# while a worker finishes a chunk of about 260 KB of records; every worker is then killed and
+# while a worker finishes a chunk of about 530 KB of records; every worker is then killed and
 # the thread let go. argv: a fast port, a slow port.
 MID_SEND = r"""
 import concurrent.futures as cf, multiprocessing, os, sys, threading, time
