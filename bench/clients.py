@@ -180,7 +180,7 @@ def _httprobe_https_tally(stdout: Path) -> Tally:
 
 
 def httprobe_https(work: Workload, binary: Path | None = None) -> Client | None:
-    """tomnomnom's httprobe (build_httprobe finds it on PATH), a Go tool:
+    """tomnomnom's httprobe (build_httprobe finds or builds it), a Go tool:
     host:port lines on stdin, https only (-s -p https:PORT), -c workers."""
     program = str(binary) if binary is not None else shutil.which("httprobe")
     if program is None:

@@ -246,7 +246,7 @@ class Bench:
             if httprobe is not None:
                 lineup.append(httprobe)
             else:
-                progress("https: httprobe not installed, left out")
+                progress("https: no httprobe (see above), left out")
             summaries = self.rounds(lineup, work.size, "https")
         finally:
             nginx.stop()
@@ -642,14 +642,55 @@ def cpu_per_request_us(summary: Summary) -> float | None:
     return statistics.median(values) if values else None
 
 
+# tomnomnom/httprobe at 0745f64 (MIT, its LICENSE beside it): one Go file of the standard
+# library only, so it builds with no network and no module download.
+HTTPROBE_SOURCE = Path(__file__).resolve().parent / "httprobe"
+HTTPROBE_BUILD_TIMEOUT_S = 300.0
+
+
 def build_httprobe(tmp: Path) -> Path | None:
-    """tomnomnom's httprobe from PATH (`go install github.com/tomnomnom/httprobe@latest` puts it
-    there); None, with a message, where it is not installed. The bench ships no copy of it."""
+    """tomnomnom's httprobe: the one on PATH if there is one, else built from the copy in
+    bench/httprobe with the `go` on PATH (Debian: apt-get install golang-go) into `tmp`, once a
+    run; None, with a message saying why, where neither is possible."""
     found = shutil.which("httprobe")
     if found:
         return Path(found)
-    progress("httprobe is not on PATH (go install github.com/tomnomnom/httprobe@latest): skipped")
-    return None
+    binary = tmp / "httprobe-bin" / "httprobe"
+    if binary.exists():
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        progress("httprobe: not on PATH and no Go to build it (apt-get install golang-go): skipped")
+        return None
+    env = {
+        **os.environ,
+        # Everything Go writes goes under tmp; nothing is fetched (GOPROXY=off), and a newer
+        # go does not switch toolchains for the go.mod's version.
+        "GOCACHE": str(tmp / "go-cache"),
+        "GOPATH": str(tmp / "go-path"),
+        "GOPROXY": "off",
+        "GOFLAGS": "-mod=mod",
+        "GOTOOLCHAIN": "local",
+        "CGO_ENABLED": "0",
+    }
+    progress(f"httprobe: building it from {HTTPROBE_SOURCE} with {go} ...")
+    try:
+        built = subprocess.run(
+            [go, "build", "-o", str(binary), "."],
+            cwd=HTTPROBE_SOURCE,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=HTTPROBE_BUILD_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        progress(f"httprobe: the build did not finish ({exc}): skipped")
+        return None
+    if built.returncode != 0 or not binary.exists():
+        tail = (built.stderr or built.stdout).strip().splitlines()[-3:]
+        progress(f"httprobe: the build failed ({' / '.join(tail)}): skipped")
+        return None
+    return binary
 
 
 def progress(message: str) -> None:

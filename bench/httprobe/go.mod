@@ -1,0 +1,3 @@
+module github.com/tomnomnom/httprobe
+
+go 1.18
