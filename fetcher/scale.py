@@ -279,13 +279,63 @@ class WorkerPool:
             shutil.rmtree(self._spill, ignore_errors=True)
 
 
+# A pool's chunk directory is afetch-PID-XXXXXXXX in the temporary directory, PID its run's.
+SPILL_PREFIX = "afetch-"
+# A directory left by a run that is gone (SIGKILLed, or its machine lost power before close())
+# is removed by the next pool's start once no file in it has come or gone for this long. A live
+# run's changes every time a chunk comes back; the wait keeps a run alone that this process
+# cannot see (another PID namespace sharing the directory) from losing its chunks.
+STALE_SPILL_S = 3600.0
+
+
 def _spill_directory() -> str | None:
     """The pool's directory for its workers' chunks; None where none can be made (no room):
     then they come back through the pool itself."""
     try:
-        return tempfile.mkdtemp(prefix="afetch-")
+        root = tempfile.gettempdir()
+        _sweep_stale_spills(root)
+        return tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=root)
     except OSError:
         return None
+
+
+def _sweep_stale_spills(root: str, now: float | None = None) -> None:
+    """Remove the chunk directories in `root` of this user's runs that ended without closing
+    their pool: named for a PID no process has, untouched for STALE_SPILL_S."""
+    now = time.time() if now is None else now
+    try:
+        listing = os.scandir(root)
+    except OSError:
+        return  # the mkdtemp that follows says whether the directory is usable
+    with listing as entries:
+        for entry in entries:
+            pid, dash, _ = entry.name.removeprefix(SPILL_PREFIX).partition("-")
+            if not entry.name.startswith(SPILL_PREFIX) or not dash or not pid.isdigit():
+                continue
+            try:
+                facts = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            if (
+                entry.is_dir(follow_symlinks=False)
+                and facts.st_uid == os.getuid()
+                and now - facts.st_mtime > STALE_SPILL_S
+                and not _alive(int(pid))
+            ):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` exists (this user's or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    except OverflowError:
+        return True  # no PID this system can have: not afetch's name, left alone
+    return True
 
 
 def _spilled(

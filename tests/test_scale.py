@@ -384,6 +384,48 @@ def test_a_chunk_comes_back_in_a_file_or_whole(
     assert scale._spill_directory() is None
 
 
+def _no_pid() -> int:
+    """A PID no process can have: above the kernel's largest."""
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    except OSError:
+        return 2**22 + 1  # Linux's largest pid_max
+
+
+def test_a_dead_runs_chunk_directory_goes_when_the_next_pool_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run SIGKILLed with its pool open leaves afetch-PID-... behind: the next pool's start
+    removes it once it is stale, and nothing else (a live run's, a fresh one, other files)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = time.time() - scale.STALE_SPILL_S - 60
+
+    def left(name: str, mtime: float = stale) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "chunk-3-abc").write_bytes(b"records")
+        os.utime(path, (mtime, mtime))
+        return path
+
+    dead = left(f"afetch-{_no_pid()}-k2j4")
+    live = left(f"afetch-{os.getpid()}-x81q")  # this process: a run still going
+    fresh = left(f"afetch-{_no_pid()}-fr3s", time.time())  # changed a moment ago
+    others = [left("afetch-bench-xyz"), left("afetch-k2j4_9q"), left("afetchy-1-a")]
+    created = scale._spill_directory()
+    assert created is not None and Path(created).parent == tmp_path
+    assert Path(created).name.startswith(f"afetch-{os.getpid()}-")
+    assert not dead.exists()
+    assert all(path.exists() for path in (live, fresh, *others))
+    scale._sweep_stale_spills(str(tmp_path / "missing"))  # no directory: nothing to do
+
+
+def test_alive_tells_a_live_pid_from_a_free_one() -> None:
+    assert scale._alive(os.getpid())
+    assert scale._alive(1)  # init: someone else's when not root, still alive
+    assert not scale._alive(_no_pid())
+    assert scale._alive(2**80)  # no PID at all: left alone
+
+
 class BreakingPool(CountingPool):
     """A pool found broken when a chunk is handed to it, as a worker that died between two
     chunks leaves it, before any chunk out came back to say so."""
