@@ -384,46 +384,95 @@ def test_a_chunk_comes_back_in_a_file_or_whole(
     assert scale._spill_directory() is None
 
 
-def _no_pid() -> int:
-    """A PID no process can have: above the kernel's largest."""
-    try:
-        return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
-    except OSError:
-        return 2**22 + 1  # Linux's largest pid_max
-
-
-def test_a_dead_runs_chunk_directory_goes_when_the_next_pool_starts(
+def test_a_left_chunk_directory_goes_when_the_next_pool_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run SIGKILLed with its pool open leaves afetch-PID-... behind: the next pool's start
-    removes it once it is stale, and nothing else (a live run's, a fresh one, other files)."""
+    """A run SIGKILLed with its pool open leaves afetch-PID-... behind, unlocked: the next
+    pool's start removes it once past its grace, and nothing else: a live pool's (locked, however
+    old), a fresh one, another user's, a file or a link of that name, other names."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    stale = time.time() - scale.STALE_SPILL_S - 60
+    old = time.time() - scale.SPILL_GRACE_S - 60
 
-    def left(name: str, mtime: float = stale) -> Path:
+    def left(name: str, mtime: float = old) -> Path:
         path = tmp_path / name
         path.mkdir()
         (path / "chunk-3-abc").write_bytes(b"records")
         os.utime(path, (mtime, mtime))
         return path
 
-    dead = left(f"afetch-{_no_pid()}-k2j4")
-    live = left(f"afetch-{os.getpid()}-x81q")  # this process: a run still going
-    fresh = left(f"afetch-{_no_pid()}-fr3s", time.time())  # changed a moment ago
-    others = [left("afetch-bench-xyz"), left("afetch-k2j4_9q"), left("afetchy-1-a")]
+    dead = left("afetch-4193-k2j4")
+    live = left("afetch-4194-x81q")
+    held = scale._lock(str(live))  # another pool's, still running
+    fresh = left("afetch-4195-fr3s", time.time())  # made a moment ago, maybe not locked yet
+    elsewhere = left("outside")
+    (tmp_path / "afetch-4196-link").symlink_to(elsewhere)
+    (tmp_path / "afetch-4197-file").write_text("a file")
+    os.utime(tmp_path / "afetch-4197-file", (old, old))
+    others = [
+        left("afetch-bench-xyz"),
+        left("afetch-k2j4_9q"),
+        left("4198-abc"),
+        left("afetch-²-x"),
+    ]
+    theirs = left("afetch-4199-them")
+    if os.geteuid() == 0:
+        os.chown(theirs, os.getuid() + 1, -1)
+    else:
+        theirs = live  # cannot give one away: the live one stands in
+    try:
+        created = scale._spill_directory()
+        assert created is not None
+        path, lock = created
+        assert Path(path).parent == tmp_path and lock is not None
+        assert Path(path).name.startswith(f"afetch-{os.getpid()}-")
+        assert not dead.exists()
+        kept = [live, fresh, elsewhere / "chunk-3-abc", theirs, *others]
+        assert all(path.exists() for path in kept)
+        assert (tmp_path / "afetch-4196-link").is_symlink()
+        assert (tmp_path / "afetch-4197-file").is_file()
+        # The new pool's own directory is locked: past its grace, the next sweep keeps it.
+        scale._sweep_stale_spills(str(tmp_path), now=time.time() + 2 * scale.SPILL_GRACE_S)
+        assert Path(path).exists() and live.exists()
+        os.close(lock)
+        scale._sweep_stale_spills(str(tmp_path), now=time.time() + 2 * scale.SPILL_GRACE_S)
+        assert not Path(path).exists() and live.exists()
+    finally:
+        assert held is not None
+        os.close(held)
+
+
+def test_a_pool_has_its_chunk_directory_whatever_the_sweep_meets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def unreadable(root: str, now: float | None = None) -> None:
+        raise PermissionError(13, "Permission denied", root)
+
+    monkeypatch.setattr(scale, "_sweep_stale_spills", unreadable)
     created = scale._spill_directory()
-    assert created is not None and Path(created).parent == tmp_path
-    assert Path(created).name.startswith(f"afetch-{os.getpid()}-")
-    assert not dead.exists()
-    assert all(path.exists() for path in (live, fresh, *others))
-    scale._sweep_stale_spills(str(tmp_path / "missing"))  # no directory: nothing to do
+    assert created is not None and Path(created[0]).is_dir() and created[1] is not None
+    os.close(created[1])
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    assert scale._spill_directory() is None  # nowhere to make it: chunks come back whole
 
 
-def test_alive_tells_a_live_pid_from_a_free_one() -> None:
-    assert scale._alive(os.getpid())
-    assert scale._alive(1)  # init: someone else's when not root, still alive
-    assert not scale._alive(_no_pid())
-    assert scale._alive(2**80)  # no PID at all: left alone
+def test_a_chunk_directory_that_cannot_be_locked_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without flock: a sweep could not tell the pool's directory is in use, so
+    the pool goes without one."""
+    import fcntl
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def refused(descriptor: int, operation: int) -> None:
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    assert scale._spill_directory() is None
+    assert list(tmp_path.iterdir()) == []
 
 
 class BreakingPool(CountingPool):
