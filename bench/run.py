@@ -651,43 +651,58 @@ HTTPROBE_BUILD_TIMEOUT_S = 300.0
 def build_httprobe(tmp: Path) -> Path | None:
     """tomnomnom's httprobe: the one on PATH if there is one, else built from the copy in
     bench/httprobe with the `go` on PATH (Debian: apt-get install golang-go) into `tmp`, once a
-    run; None, with a message saying why, where neither is possible."""
+    run (a failed build is not tried again); None, with a message saying why, where neither is
+    possible."""
     found = shutil.which("httprobe")
     if found:
         return Path(found)
-    binary = tmp / "httprobe-bin" / "httprobe"
+    home = tmp / "httprobe-build"
+    binary = home / "httprobe"
     if binary.exists():
         return binary
+    if home.exists():
+        return None  # built and failed earlier in this run: said then
     go = shutil.which("go")
     if go is None:
         progress("httprobe: not on PATH and no Go to build it (apt-get install golang-go): skipped")
         return None
+    scratch = home / "go-tmp"
+    scratch.mkdir(parents=True)
     env = {
         **os.environ,
-        # Everything Go writes goes under tmp; nothing is fetched (GOPROXY=off), and a newer
-        # go does not switch toolchains for the go.mod's version.
-        "GOCACHE": str(tmp / "go-cache"),
-        "GOPATH": str(tmp / "go-path"),
+        # Everything the build writes goes under `home`: its cache, its module path, its work
+        # directory and any telemetry; it reads no go.work, fetches nothing and leaves go.mod as
+        # it is (the source needs nothing but the standard library).
+        "GOCACHE": str(home / "go-cache"),
+        "GOPATH": str(home / "go-path"),
+        "GOTMPDIR": str(scratch),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "GOWORK": "off",
         "GOPROXY": "off",
-        "GOFLAGS": "-mod=mod",
-        "GOTOOLCHAIN": "local",
+        "GOFLAGS": "-mod=readonly",
+        "GOTOOLCHAIN": "local",  # the go asked for, whatever toolchain the user's go env names
         "CGO_ENABLED": "0",
     }
     progress(f"httprobe: building it from {HTTPROBE_SOURCE} with {go} ...")
+    build = subprocess.Popen(
+        [go, "build", "-o", str(binary), "."],
+        cwd=HTTPROBE_SOURCE,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its compilers and linker with it, if it must be stopped
+    )
     try:
-        built = subprocess.run(
-            [go, "build", "-o", str(binary), "."],
-            cwd=HTTPROBE_SOURCE,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=HTTPROBE_BUILD_TIMEOUT_S,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        progress(f"httprobe: the build did not finish ({exc}): skipped")
+        output, _ = build.communicate(timeout=HTTPROBE_BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(build.pid, signal.SIGKILL)
+        build.communicate()
+        progress(f"httprobe: the build took over {HTTPROBE_BUILD_TIMEOUT_S:g} s: skipped")
         return None
-    if built.returncode != 0 or not binary.exists():
-        tail = (built.stderr or built.stdout).strip().splitlines()[-3:]
+    if build.returncode != 0 or not binary.exists():
+        tail = output.strip().splitlines()[-3:]
         progress(f"httprobe: the build failed ({' / '.join(tail)}): skipped")
         return None
     return binary
