@@ -334,10 +334,6 @@ def _sweep_stale_spills(root: str, now: float | None = None) -> None:
     pool (SIGKILLed, or the machine went down): named afetch-PID-..., older than SPILL_GRACE_S,
     and locked by nobody. One lstat per afetch-PID- entry of `root`, an open and a flock per one
     past its grace: 1.3 ms, once a pool, for a directory of 1 000 other entries and 10 held."""
-    try:
-        import fcntl
-    except ImportError:  # not on this platform: no locks, so no way to tell; nothing swept
-        return
     now = time.time() if now is None else now
     with os.scandir(root) as entries:
         for entry in entries:
@@ -356,17 +352,15 @@ def _sweep_stale_spills(root: str, now: float | None = None) -> None:
             ):
                 continue
             try:
-                descriptor = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                held = _lock(entry.path)
             except OSError:
-                continue
+                continue  # held by a live pool (or not ours to open)
+            if held is None:
+                return  # no locks on this platform: no way to tell, so nothing is swept
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # held: a live pool's
-            else:
                 shutil.rmtree(entry.path, ignore_errors=True)
             finally:
-                os.close(descriptor)
+                os.close(held)
 
 
 def _spilled(
