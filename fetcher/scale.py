@@ -520,6 +520,12 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
         if cluster is not None:
             cluster.close()
         raise ConfigError(f"--cluster {address}: cannot reach the scheduler: {exc}") from None
+    except ValueError as exc:  # Dask could not parse the address ("missing port number ...")
+        if cluster is not None:
+            cluster.close()
+        raise ConfigError(
+            f"--cluster {address}: not a scheduler address (tcp://HOST:PORT or local:N): {exc}"
+        ) from None
 
     def close() -> None:
         client.close()

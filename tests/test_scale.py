@@ -729,6 +729,14 @@ def test_cluster_without_a_scheduler_is_a_usage_error(monkeypatch: pytest.Monkey
         scale.open_dask("tcp://127.0.0.1:1")
 
 
+@pytest.mark.parametrize("address", ["bogus", "tcp://", "tcp://127.0.0.1:notaport"])
+def test_cluster_with_a_malformed_address_is_a_usage_error(address: str) -> None:
+    """Dask refuses an address it cannot parse with a ValueError: a usage error, never exit 70."""
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    with pytest.raises(ConfigError, match="not a scheduler address"):
+        scale.open_dask(address)
+
+
 def gone(pgid: int, within: float) -> bool:
     """Whether every process of the group has exited within `within` seconds."""
     end = time.monotonic() + within
