@@ -516,16 +516,16 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
             client = distributed.Client(cluster)
         else:
             client = distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         if cluster is not None:
             cluster.close()
-        raise ConfigError(f"--cluster {address}: cannot reach the scheduler: {exc}") from None
-    except ValueError as exc:  # Dask could not parse the address ("missing port number ...")
-        if cluster is not None:
-            cluster.close()
-        raise ConfigError(
-            f"--cluster {address}: not a scheduler address (tcp://HOST:PORT or local:N): {exc}"
-        ) from None
+        # ValueError: Dask could not parse the address ("missing port number ...").
+        problem = (
+            "not a scheduler address (tcp://HOST:PORT or local:N)"
+            if isinstance(exc, ValueError)
+            else "cannot reach the scheduler"
+        )
+        raise ConfigError(f"--cluster {address}: {problem}: {exc}") from None
 
     def close() -> None:
         client.close()
