@@ -702,8 +702,8 @@ def test_plan_shares_concurrency_and_rate() -> None:
 
 def test_a_local_cluster_is_the_runs_own() -> None:
     """local:N's workers are afetch's: chunks tune them (Pool.owned), they fork from a server
-    that imported distributed once, and neither the profiler, the loop's tick nor the memory
-    monitor wakes them every few ms; the caller's Dask configuration is as it was."""
+    that imported distributed and afetch once, and neither the profiler, the loop's tick nor
+    the memory monitor wakes them every few ms; the caller's Dask configuration is as it was."""
     pytest.importorskip("distributed", reason="afetch[dask] is not installed")
     import dask.config
 
@@ -715,8 +715,10 @@ def test_a_local_cluster_is_the_runs_own() -> None:
         assert pool.submit(dask.config.get, "distributed.admin.tick.interval").result() == "1s"
         monitor = "distributed.worker.memory.monitor-interval"
         assert pool.submit(dask.config.get, monitor).result() == "1s"
-        # Forked by multiprocessing's fork server, not started by this process itself.
+        # Forked by multiprocessing's fork server, not started by this process itself, and
+        # with afetch's engine imported there, before the worker was forked.
         assert pool.submit(os.getppid).result() != os.getpid()
+        assert pool.submit(lambda: "fetcher.scale" in sys.modules).result()
     finally:
         pool.close()
     assert dask.config.get("distributed.worker.profile.enabled") is True
