@@ -32,6 +32,7 @@ import shutil
 import signal
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -507,12 +508,32 @@ def _start_fork_server() -> None:
     imports distributed, instead of when the cluster's first worker is asked for: the server's
     own start (an interpreter importing FORKSERVER_PRELOAD, about 0.3 s of CPU) runs on another
     core meanwhile. local:2 on one target, start to exit: 1.18-1.35 s -> 0.90-1.12 s (5 runs
-    each). With both signals blocked, as the cluster's workers are born: Ctrl-C is afetch's."""
+    each).
+
+    Ctrl-C is afetch's: the server is started with SIGINT ignored, which an exec keeps, so it
+    and every worker it forks ignore it as --workers' workers do. (Python sets its own SIGINT
+    handler at start-up only where SIGINT is not ignored; the server hands its children the
+    handlers it began with.) Before, a Ctrl-C to the terminal's group raised KeyboardInterrupt
+    in the server's imports and in each worker: tracebacks on stderr, and a server gone."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return
     multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
-    with _signals_blocked():
+    with _signals_blocked(), _sigint_ignored():
         multiprocessing.forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile, for the processes started: in the main thread only (the one
+    that may set handlers); a Ctrl-C that comes meanwhile waits, blocked, for the handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def open_dask(address: str, loop: str = "auto") -> ExecutorPool:

@@ -753,20 +753,34 @@ def gone(pgid: int, within: float) -> bool:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups")
 @pytest.mark.parametrize(
-    ("signum", "group", "code"),
+    ("signum", "group", "code", "fanout"),
     [
-        pytest.param(signal.SIGINT, True, 130, id="ctrl-c-to-the-terminal-group"),
-        pytest.param(signal.SIGTERM, False, 143, id="sigterm-to-afetch"),
+        pytest.param(
+            signal.SIGINT, True, 130, ("--workers", "2"), id="ctrl-c-to-the-terminal-group"
+        ),
+        pytest.param(signal.SIGTERM, False, 143, ("--workers", "2"), id="sigterm-to-afetch"),
+        # Its workers and their fork server got the group's SIGINT as KeyboardInterrupt, each
+        # with a traceback on stderr.
+        pytest.param(
+            signal.SIGINT, True, 130, ("--cluster", "local:2"), id="ctrl-c-to-a-local-cluster"
+        ),
     ],
 )
 def test_a_signal_stops_every_worker_and_leaves_no_process(
-    hosts: LoopbackHosts, tmp_path: Path, signum: int, group: bool, code: int
+    hosts: LoopbackHosts,
+    tmp_path: Path,
+    signum: int,
+    group: bool,
+    code: int,
+    fanout: tuple[str, ...],
 ) -> None:
+    if fanout[0] == "--cluster":
+        pytest.importorskip("distributed", reason="afetch[dask] is not installed")
     port = hosts.serve(delayed(response(), 0.02))
     lines = [f"127.0.0.1:{port}/{i}" for i in range(6000)]
     list_file, out = tmp_path / "hosts.txt", tmp_path / "out.jsonl"
     list_file.write_text("\n".join(lines) + "\n")
-    argv = [sys.executable, "-m", "fetcher", "--workers", "2", "-c", "20", "-q"]
+    argv = [sys.executable, "-m", "fetcher", *fanout, "-c", "20", "-q"]
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # see test_interrupts
     try:
         process = subprocess.Popen(
