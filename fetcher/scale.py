@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.process
+import multiprocessing.resource_tracker
 import os
 import pickle
 import shutil
@@ -496,10 +497,11 @@ LOCAL_WORKER_CONFIG = {
 }
 
 
-# What local:N's fork server imports before it forks a worker: what Dask would have it import
-# (distributed, and with it dask, tornado, msgpack, cloudpickle, toolz), and afetch's own engine
-# and event loop, which each worker would otherwise import after it was forked, at its first
-# chunk. A module that is not installed is skipped (multiprocessing ignores its ImportError).
+# What local:N's fork server imports before it forks a worker: distributed (and with it dask,
+# tornado, msgpack, cloudpickle, toolz; Dask's own list adds numpy, pandas and lz4 where they
+# are installed, which afetch's workers never use), and afetch's own engine and event loop,
+# which each worker would otherwise import after it was forked, at its first chunk. A module
+# that is not installed is skipped (multiprocessing ignores its ImportError).
 FORKSERVER_PRELOAD = ["distributed", __name__, "uvloop"]
 
 
@@ -510,23 +512,36 @@ def _start_fork_server() -> None:
     core meanwhile. local:2 on one target, start to exit: 1.18-1.35 s -> 0.90-1.12 s (5 runs
     each).
 
-    Ctrl-C is afetch's: the server is started with SIGINT ignored, which an exec keeps, so it
-    and every worker it forks ignore it as --workers' workers do. (Python sets its own SIGINT
+    Ctrl-C is afetch's: the server is started with SIGINT ignored and both signals blocked,
+    which an exec keeps, so it and every worker it forks ignore Ctrl-C as --workers' workers
+    do (the Nanny stops its worker through a queue, then SIGKILL). (Python sets its own SIGINT
     handler at start-up only where SIGINT is not ignored; the server hands its children the
     handlers it began with.) Before, a Ctrl-C to the terminal's group raised KeyboardInterrupt
-    in the server's imports and in each worker: tracebacks on stderr, and a server gone."""
+    in the server's imports and in each worker: tracebacks on stderr, and a server gone. The
+    resource tracker starts first, on its own: the first start of it unblocks both signals in
+    this thread, which would let a Ctrl-C meet the ignored SIGINT and be lost."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return
     multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    multiprocessing.resource_tracker.ensure_running()
     with _signals_blocked(), _sigint_ignored():
         multiprocessing.forkserver.ensure_running()
 
 
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored meanwhile, for the processes started: in the main thread only (the one
-    that may set handlers); a Ctrl-C that comes meanwhile waits, blocked, for the handler."""
-    if threading.current_thread() is not threading.main_thread():
+    """SIGINT ignored meanwhile, for the processes started; held inside _signals_blocked(), so
+    a Ctrl-C that comes meanwhile stays pending for the handler put back. Not where that cannot
+    hold: outside the main thread (the one that may set handlers), over a handler set outside
+    Python (which could not be put back), or over a Ctrl-C already pending (ignoring it would
+    discard it). Another thread that leaves SIGINT unblocked could still take one meanwhile,
+    and lose it: afetch's command has no other thread yet when its cluster starts."""
+    if (
+        not hasattr(signal, "pthread_sigmask")
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is None
+        or signal.SIGINT in signal.sigpending()
+    ):
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -553,7 +568,8 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
     try:
         if address.startswith(LOCAL_CLUSTER):
             workers = int(address[len(LOCAL_CLUSTER) :])
-            # Blocked signals: its worker processes leave Ctrl-C to us, as ours do.
+            # Blocked signals: the cluster's threads, and any process they start, begin with
+            # both blocked (a fork server Dask starts again, say): Ctrl-C is afetch's.
             with _signals_blocked(), dask_config.set(LOCAL_WORKER_CONFIG):
                 cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, dashboard_address=DASHBOARD

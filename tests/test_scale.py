@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -722,6 +723,51 @@ def test_a_local_cluster_is_the_runs_own() -> None:
     finally:
         pool.close()
     assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks")
+def test_a_ctrl_c_while_the_fork_server_starts_is_not_lost() -> None:
+    """The fork server starts with SIGINT ignored, and signals blocked: a Ctrl-C meanwhile
+    must wait for afetch's handler, not meet the ignored SIGINT. The resource tracker's first
+    start, which unblocks both signals, used to happen inside that window (in a fresh process,
+    as here: this one's tracker runs already)."""
+    script = """
+import multiprocessing.forkserver, multiprocessing.resource_tracker, os, signal
+from fetcher import scale
+got = []
+signal.signal(signal.SIGINT, lambda *_: got.append(1))
+real = multiprocessing.forkserver.ensure_running
+def starting():  # what ensure_running does first, then a Ctrl-C while the server starts
+    multiprocessing.resource_tracker.ensure_running()
+    os.kill(os.getpid(), signal.SIGINT)
+    real()
+multiprocessing.forkserver.ensure_running = starting
+scale._start_fork_server()
+print(len(got), signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks")
+def test_a_pending_ctrl_c_is_not_ignored_away() -> None:
+    """A Ctrl-C that came after the signals were blocked, before SIGINT was to be ignored, is
+    pending: ignoring SIGINT then would discard it, so it is not ignored."""
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: got.append(1))
+    try:
+        with scale._signals_blocked():
+            # To this thread: sent to the process, another thread of pytest's that leaves
+            # SIGINT unblocked (a Dask client's) could take it, and nothing would be pending.
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            with scale._sigint_ignored():
+                assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        assert got == [1]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_cluster_without_a_scheduler_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
