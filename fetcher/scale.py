@@ -565,6 +565,7 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
     except ImportError:
         raise ConfigError("--cluster needs Dask: pip install 'afetch[dask]'") from None
     cluster: Any = None
+    failure: ConfigError | None = None
     try:
         if address.startswith(LOCAL_CLUSTER):
             workers = int(address[len(LOCAL_CLUSTER) :])
@@ -586,7 +587,15 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
             if isinstance(exc, ValueError)
             else "cannot reach the scheduler"
         )
-        raise ConfigError(f"--cluster {address}: {problem}: {exc}") from None
+        failure = ConfigError(f"--cluster {address}: {problem}: {exc}")
+    if failure is not None:
+        # The Client that could not start is left in a reference cycle with its event loop's
+        # thread still running. Collected later, its __del__ closes it from wherever that
+        # collection happens: inside the next Client's start, both wait on one lock of Dask's
+        # and the process hangs for good (distributed 2026.8, a second open_dask in one
+        # process). Collected here, it is closed now and its thread ends.
+        gc.collect()
+        raise failure
 
     def close() -> None:
         client.close()

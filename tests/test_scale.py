@@ -785,6 +785,30 @@ def test_cluster_with_a_malformed_address_is_a_usage_error(address: str) -> None
         scale.open_dask(address)
 
 
+def test_a_cluster_that_failed_to_start_leaves_nothing_running() -> None:
+    """A Client that could not start was left in a reference cycle with its event loop's thread
+    running; when the collector later reached it inside the next Client's start, its __del__
+    and that start waited on one lock of Dask's: a second open_dask in the process hung."""
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    script = """
+import threading
+from fetcher import scale
+from fetcher.config import ConfigError
+for address in ("bogus", "tcp://"):
+    try:
+        scale.open_dask(address)
+    except ConfigError:
+        pass
+    print(sum(thread.name == "IO loop" for thread in threading.enumerate()))
+"""
+    # Before, the second address hung for good: the timeout is that case's failure.
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "0"]
+
+
 def gone(pgid: int, within: float) -> bool:
     """Whether every process of the group has exited within `within` seconds."""
     end = time.monotonic() + within
