@@ -383,10 +383,12 @@ async def _main(
             from .scale import FanOut
 
             update = progress.update if progress is not None else None
-            fan = FanOut(config, pool, writer, tally, recorded=recorded, on_chunk=update)
+            fan = FanOut(
+                config, pool, writer, tally, recorded=recorded, on_chunk=update, log=sys.stderr
+            )
             await fan.run(lines)
         else:
-            tracer = _verbose_printer(sys.stderr) if config.output.verbose else None
+            tracer = verbose_printer(sys.stderr) if config.output.verbose else None
             async with Engine(config, recorded=recorded, tracer=tracer) as engine:
                 await engine.run(lines, sink)
     except OutputClosed:
@@ -402,7 +404,7 @@ async def _main(
             progress.stop()
 
 
-def _verbose_printer(stream: TextIO) -> Tracer:
+def verbose_printer(stream: TextIO) -> Tracer:
     """-v: each step as one line on stderr, prefixed by the request's URL (so lines of
     concurrent fetches can be told apart, and grepped); server bytes escaped."""
 

@@ -22,6 +22,7 @@ import gc
 import hashlib
 import importlib
 import importlib.util
+import io
 import math
 import multiprocessing
 import multiprocessing.forkserver
@@ -37,7 +38,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .config import LOCAL_CLUSTER, Config, ConfigError, Fanout
 from .engine import Engine, Lines, aiter_lines
@@ -45,6 +46,7 @@ from .errors import InvalidInput
 from .jobs import Jobs
 from .models import Result
 from .output import RecordWriter, encoder, make_format, stdout_filter
+from .policy import Tracer
 from .resume import Recorded
 from .stats import Tally
 from .targets import is_skipped, parse_target
@@ -87,6 +89,7 @@ class ChunkResult:
     records: int  # records as RecordWriter.written counts them
     tally: Tally
     interrupted: bool = False  # the run was stopped: the fetches cut off made no record
+    log: str = ""  # -v: the chunk's steps, the lines one process writes to stderr
 
 
 # Set in a worker process by its pool (_worker_start): the run asks its chunks to stop.
@@ -114,14 +117,17 @@ def run_chunk(
     """Fetch `lines` under `config` on an event loop of its own, and return their records:
     formatted for stdout (if `stdout`; filters applied) and for the -o file (if `file`).
     `recorded`: the chunk's share of --resume's records (Recorded.like and add). `tune`: the
-    process is afetch's own (Pool.owned), its collector tuned as a worker's."""
-    from .runner import loop_factory
+    process is afetch's own (Pool.owned), its collector tuned as a worker's. Under -v, the
+    steps of its fetches come back too (ChunkResult.log), as one process writes them."""
+    from .runner import loop_factory, verbose_printer
 
     if tune:
         _tune_gc()
     records = _Records(config, stdout, file)
+    log = io.StringIO() if config.output.verbose else None
+    tracer = verbose_printer(log) if log is not None else None
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
-        interrupted = runner.run(_fetch(config, lines, recorded, records))
+        interrupted = runner.run(_fetch(config, lines, recorded, records, tracer))
     # A chunk's event loop, backend and engine end in reference cycles, which the young-
     # generation threshold a run raises (runner.tune_gc) leaves for long: a worker grew about
     # 0.3 MB a chunk (30 MB to 49 MB in a minute). Collected here, it stays flat; the objects of
@@ -135,14 +141,19 @@ def run_chunk(
         records.count,
         records.tally,
         interrupted,
+        log.getvalue() if log is not None else "",
     )
 
 
 async def _fetch(
-    config: Config, lines: Sequence[str], recorded: Recorded | None, sink: _Records
+    config: Config,
+    lines: Sequence[str],
+    recorded: Recorded | None,
+    sink: _Records,
+    tracer: Tracer | None = None,
 ) -> bool:
     """Run the engine over the chunk; True if the run's stop cut it short."""
-    async with Engine(config, recorded=recorded) as engine:
+    async with Engine(config, recorded=recorded, tracer=tracer) as engine:
         run = asyncio.ensure_future(engine.run(_unpaused(lines), sink))
         while _stop is not None and not run.done():
             await asyncio.wait({run}, timeout=STOP_POLL_S)
@@ -727,7 +738,9 @@ class FanOut:
         *,
         recorded: Recorded | None = None,
         on_chunk: Callable[[], None] | None = None,
+        log: TextIO | None = None,
     ) -> None:
+        """`log`: where a chunk's -v lines go (stderr), just before its records."""
         self.plan = Plan.of(config, pool.slots)
         self._scheme = config.bare_scheme
         self._ordered = config.order == "input"
@@ -736,6 +749,7 @@ class FanOut:
         self._tally = tally
         self._recorded = recorded
         self._on_chunk = on_chunk
+        self._log = log
         self._counter = Jobs(config) if config.ports else None
         self._stdout, self._file = writer.destinations
         self._pending: dict[asyncio.Future[ChunkResult], _Chunk] = {}
@@ -861,6 +875,8 @@ class FanOut:
             self._on_chunk()
 
     def _write(self, result: ChunkResult) -> None:
+        if result.log and self._log is not None:
+            self._log.write(result.log)
         self._writer.write_formatted(result.stdout, result.file, result.records)
 
     async def _interrupted(self) -> None:

@@ -154,6 +154,28 @@ def test_fanned_out_run_writes_the_records_of_one_process(
 
 
 @pytest.mark.parametrize("kind", ["workers", "dask"])
+def test_verbose_steps_of_a_fanned_out_run_reach_stderr(
+    hosts: LoopbackHosts,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    """-v: the lines one process writes to stderr, every one of them, from the workers too
+    (they were lost: a chunk's engine ran without the tracer). A chunk's lines come whole,
+    before its records."""
+    lines = lines_for(hosts, count=40)
+    output = Output(format="jsonl", progress=False, verbose=True)
+    config = Config(limits=make_config(concurrency=8).limits, output=output)
+    run_cli_like(config, lines, tmp_path / "one.jsonl", None)
+    alone = capsys.readouterr().err
+    run_cli_like(config, lines, tmp_path / "many.jsonl", make_pool(kind, request))
+    fanned = capsys.readouterr().err
+    assert "> GET /0 HTTP/1.1" in alone and "< HTTP/1.1 200 OK" in alone
+    assert Counter(fanned.splitlines()) == Counter(alone.splitlines())
+
+
+@pytest.mark.parametrize("kind", ["workers", "dask"])
 def test_grade_and_expiry_filters_hold_across_workers(
     hosts: LoopbackHosts, tmp_path: Path, request: pytest.FixtureRequest, kind: str
 ) -> None:
