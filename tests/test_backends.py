@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -534,6 +535,30 @@ def test_loading_the_ca_store_is_in_no_phase(
         assert max(_phases_ms(result).values()) < FAST_PHASE_MS, result.timings
     https = next(r for r in results if r.target and r.target.scheme == "https")
     assert https.timings["total"] < FAST_PHASE_MS, https.timings
+
+
+def test_the_ca_store_is_loaded_once_a_process(ca_file: str, tmp_path: Path) -> None:
+    """A --workers worker builds a backend per chunk: each loaded the CA store again (about
+    30 ms of CPU a chunk). A context is made once per process for the same arguments; a
+    --cacert file that changed on disk is loaded again."""
+    from fetcher.backends import base, raw
+
+    alpn = ("http/1.1",)
+    assert base.make_ssl_context(True, None, alpn) is base.make_ssl_context(True, None, alpn)
+    assert base.make_ssl_context(True, None, alpn) is not base.make_ssl_context(False, None, alpn)
+    assert base.make_ssl_context(True, None, alpn) is not base.make_ssl_context(
+        True, None, ("http/1.1", "h2")
+    )
+    config = make_config(backend="raw")
+    first, second = raw.RawBackend(config), raw.RawBackend(config)
+    assert first._make_tls_context() is second._make_tls_context()
+
+    pem = tmp_path / "ca.pem"
+    pem.write_bytes(Path(ca_file).read_bytes())
+    before = base.make_ssl_context(True, str(pem), alpn)
+    assert base.make_ssl_context(True, str(pem), alpn) is before
+    pem.write_bytes(pem.read_bytes() + b"\n")
+    assert base.make_ssl_context(True, str(pem), alpn) is not before
 
 
 def test_plain_http_never_loads_the_ca_store(

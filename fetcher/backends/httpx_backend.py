@@ -89,9 +89,9 @@ class HttpxBackend(Backend):
         self._timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.total, write=timeouts.total, pool=timeouts.total
         ).as_dict()
-        ssl_context = make_ssl_context(request.verify, request.cafile)
         self._resolver = Resolver(config.nameservers, pins=config.pins)
         alpn = ("http/1.1", "h2") if request.http2 else ("http/1.1",)  # as httpcore offers
+        ssl_context = make_ssl_context(request.verify, request.cafile, alpn)
         reporter = TLSReporter(config, alpn) if request.tls_info else None
         if reporter is not None:
             reporter.prepare()  # like the CA store above: before any fetch

@@ -217,8 +217,7 @@ class RawBackend(Backend):
 
     def _make_tls_context(self) -> ssl.SSLContext:
         request = self.config.request
-        context = make_ssl_context(request.verify, request.cafile)
-        context.set_alpn_protocols(list(ALPN))
+        context = make_ssl_context(request.verify, request.cafile, ALPN)
         if self._tls is not None:
             self._tls.prepare()  # on this thread too: the first record must not wait for it
         return context
