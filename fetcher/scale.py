@@ -876,7 +876,9 @@ class FanOut:
 
     def _write(self, result: ChunkResult) -> None:
         if result.log and self._log is not None:
-            self._log.write(result.log)
+            # A stderr gone (its reader left): the steps are lost, not the records after them.
+            with contextlib.suppress(OSError, ValueError):
+                self._log.write(result.log)
         self._writer.write_formatted(result.stdout, result.file, result.records)
 
     async def _interrupted(self) -> None:

@@ -537,7 +537,9 @@ def test_loading_the_ca_store_is_in_no_phase(
     assert https.timings["total"] < FAST_PHASE_MS, https.timings
 
 
-def test_the_ca_store_is_loaded_once_a_process(ca_file: str, tmp_path: Path) -> None:
+def test_the_ca_store_is_loaded_once_a_process(
+    ca_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A --workers worker builds a backend per chunk: each loaded the CA store again (about
     30 ms of CPU a chunk). A context is made once per process for the same arguments; a
     --cacert file that changed on disk is loaded again."""
@@ -558,14 +560,40 @@ def test_the_ca_store_is_loaded_once_a_process(ca_file: str, tmp_path: Path) -> 
     before = base.make_ssl_context(True, str(pem), alpn)
     assert base.make_ssl_context(True, str(pem), alpn) is before
     pem.write_bytes(pem.read_bytes() + b"\n")
-    assert base.make_ssl_context(True, str(pem), alpn) is not before
+    after = base.make_ssl_context(True, str(pem), alpn)
+    assert after is not before and base.make_ssl_context(True, str(pem), alpn) is after
+    # One kept for each (verify, file, ALPN): a file rewritten replaces its entry.
+    assert sum(key[1] == str(pem) for key in base._CONTEXTS) == 1
+    # What ssl reads from the environment, changed: loaded again.
+    system = base.make_ssl_context(True, None, alpn)
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    assert base.make_ssl_context(True, None, alpn) is not system
+
+
+def test_an_http2_context_is_its_backends_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpcore sets the ALPN of an --http2 context on each connection: such a context is not
+    shared with another backend, which may be on another thread (a Dask worker's)."""
+    pytest.importorskip("h2", reason="afetch[http2] is not installed")
+    from fetcher.backends import base, httpx_backend
+
+    shared: list[object] = []
+
+    def recording(*args: Any, **options: Any) -> ssl.SSLContext:
+        shared.append(options.get("shared", True))
+        return base.make_ssl_context(*args, **options)
+
+    monkeypatch.setattr(httpx_backend, "make_ssl_context", recording)
+    HttpxBackend(make_config(backend="httpx", http2=True))
+    HttpxBackend(make_config(backend="httpx"))
+    assert shared == [False, True]
 
 
 def test_plain_http_never_loads_the_ca_store(
     hosts: LoopbackHosts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The raw backend loads it for the first https target: a run of plain http targets must
-    not pay its 20 ms, not even on a thread. (The httpx backend loads it when it is built.)"""
+    not pay its 20 ms, not even on a thread. (The httpx backend loads it when the first one in
+    a process is built.)"""
     from fetcher.backends import raw
 
     loads: list[object] = []

@@ -162,8 +162,7 @@ def test_verbose_steps_of_a_fanned_out_run_reach_stderr(
     kind: str,
 ) -> None:
     """-v: the lines one process writes to stderr, every one of them, from the workers too
-    (they were lost: a chunk's engine ran without the tracer). A chunk's lines come whole,
-    before its records."""
+    (they were lost: a chunk's engine ran without the tracer)."""
     lines = lines_for(hosts, count=40)
     output = Output(format="jsonl", progress=False, verbose=True)
     config = Config(limits=make_config(concurrency=8).limits, output=output)
@@ -173,6 +172,34 @@ def test_verbose_steps_of_a_fanned_out_run_reach_stderr(
     fanned = capsys.readouterr().err
     assert "> GET /0 HTTP/1.1" in alone and "< HTTP/1.1 200 OK" in alone
     assert Counter(fanned.splitlines()) == Counter(alone.splitlines())
+
+
+class _GoneStream(io.StringIO):
+    """A stderr whose reader left: every write fails."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("kind", ["workers", "dask"])
+def test_verbose_steps_lost_to_a_gone_stderr_lose_no_record(
+    hosts: LoopbackHosts,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    """-v with stderr gone: a chunk's steps cannot be written, its records still are (the
+    failed write used to end the run with a traceback, those records unwritten)."""
+    lines = lines_for(hosts, count=40)
+    output = Output(format="jsonl", progress=False, verbose=True)
+    config = Config(limits=make_config(concurrency=8).limits, output=output)
+    monkeypatch.setattr(sys, "stderr", _GoneStream())
+    stdout, file, outcome = run_cli_like(
+        config, lines, tmp_path / "many.jsonl", make_pool(kind, request)
+    )
+    assert len(stdout.splitlines()) == len(file.splitlines()) == len(lines)
+    assert outcome.output_error is None
 
 
 @pytest.mark.parametrize("kind", ["workers", "dask"])

@@ -48,28 +48,40 @@ class Backend(ABC):
         await self.aclose()
 
 
-# The TLS contexts made in this process, by what they were made of. Loading the system's CA
-# store takes about 30 ms of CPU (31 ms here): a backend loads it once, but a --workers or
-# --cluster worker builds a backend for every chunk it runs, and so would load it again per
-# chunk of 1 000 targets (the httpx backend even for plain http ones, which it loads up front).
-_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+# The TLS contexts made in this process, one for each (verify, --cacert file, ALPN), with the
+# stamp of what it was loaded from. Loading the system's CA store takes about 30 ms of CPU (31
+# ms here): a backend loads it once, but a --workers or --cluster worker builds a backend for
+# every chunk it runs, and so loaded it again per chunk of 1 000 targets (the httpx backend
+# even for plain http ones, which it loads up front).
+_CONTEXTS: dict[tuple[bool, str | None, tuple[str, ...]], tuple[object, ssl.SSLContext]] = {}
+# What ssl.create_default_context reads from the environment: a change loads again.
+_CONTEXT_ENVIRONMENT = ("SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE")
 
 
-def make_ssl_context(verify: bool, cafile: str | None, alpn: Sequence[str]) -> ssl.SSLContext:
+def make_ssl_context(
+    verify: bool, cafile: str | None, alpn: Sequence[str], *, shared: bool = True
+) -> ssl.SSLContext:
     """Verification on unless -k; --cacert adds a trust anchor file to the system store; `alpn`
-    the protocols offered. One per process for the same arguments, a --cacert file by its
-    inode, size and mtime (one changed on disk is loaded again); not to be changed after."""
-    key = (verify, cafile, _file_stamp(cafile), tuple(alpn))
-    context = _CONTEXTS.get(key)
-    if context is None:
-        context = ssl.create_default_context()
-        if cafile:
-            load_cafile(context, cafile)  # ConfigError naming the file (Request checked it)
-        if not verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        context.set_alpn_protocols(list(alpn))
-        _CONTEXTS[key] = context
+    the protocols offered. `shared`: one context per process for the same arguments, made
+    again when the --cacert file changed on disk (its inode, size or mtime) or the environment
+    ssl reads did; never to be changed by its users, who may be on several threads at once.
+    Not shared: a context its user changes (httpcore sets the ALPN of its own on each
+    connection). The system's store itself is read once per process, as the CA bundle of
+    most clients is."""
+    key = (verify, cafile, tuple(alpn))
+    stamp = (_file_stamp(cafile), tuple(os.environ.get(name) for name in _CONTEXT_ENVIRONMENT))
+    made = _CONTEXTS.get(key) if shared else None
+    if made is not None and made[0] == stamp:
+        return made[1]
+    context = ssl.create_default_context()
+    if cafile:
+        load_cafile(context, cafile)  # ConfigError naming the file (Request checked it already)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(list(alpn))
+    if shared:
+        _CONTEXTS[key] = (stamp, context)
     return context
 
 

@@ -91,7 +91,10 @@ class HttpxBackend(Backend):
         ).as_dict()
         self._resolver = Resolver(config.nameservers, pins=config.pins)
         alpn = ("http/1.1", "h2") if request.http2 else ("http/1.1",)  # as httpcore offers
-        ssl_context = make_ssl_context(request.verify, request.cafile, alpn)
+        # With --http2 httpcore sets the context's ALPN on each connection: its own context.
+        ssl_context = make_ssl_context(
+            request.verify, request.cafile, alpn, shared=not request.http2
+        )
         reporter = TLSReporter(config, alpn) if request.tls_info else None
         if reporter is not None:
             reporter.prepare()  # like the CA store above: before any fetch
@@ -385,8 +388,7 @@ class OneShotConnections:
         network: TracedNetwork,
         proxies: proxying.Proxies | None = None,
     ) -> None:
-        ssl_context.set_alpn_protocols(["http/1.1"])
-        self._ssl_context = ssl_context
+        self._ssl_context = ssl_context  # offering http/1.1 by ALPN (make_ssl_context's)
         self._network = network
         self._proxies = proxies or proxying.Proxies(None, False)
 
