@@ -409,7 +409,10 @@ def verbose_printer(stream: TextIO) -> Tracer:
     concurrent fetches can be told apart, and grepped); server bytes escaped."""
 
     def tell(target: Target, text: str) -> None:
-        stream.write(f"{escape(target.url)} {escape(text)}\n")
+        # A stderr gone (its reader left): the steps are lost, not the fetch. The write's error
+        # made every target's record an internal error instead.
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(f"{escape(target.url)} {escape(text)}\n")
 
     return tell
 

@@ -181,7 +181,7 @@ class _GoneStream(io.StringIO):
         raise BrokenPipeError(32, "Broken pipe")
 
 
-@pytest.mark.parametrize("kind", ["workers", "dask"])
+@pytest.mark.parametrize("kind", ["one process", "workers", "dask"])
 def test_verbose_steps_lost_to_a_gone_stderr_lose_no_record(
     hosts: LoopbackHosts,
     tmp_path: Path,
@@ -189,17 +189,19 @@ def test_verbose_steps_lost_to_a_gone_stderr_lose_no_record(
     monkeypatch: pytest.MonkeyPatch,
     kind: str,
 ) -> None:
-    """-v with stderr gone: a chunk's steps cannot be written, its records still are (the
-    failed write used to end the run with a traceback, those records unwritten)."""
+    """-v with stderr gone: the steps cannot be written, the records still are, as they would
+    be without -v. With workers the failed write used to end the run with a traceback, a
+    chunk's records unwritten; in one process it made every record an internal error."""
     lines = lines_for(hosts, count=40)
     output = Output(format="jsonl", progress=False, verbose=True)
     config = Config(limits=make_config(concurrency=8).limits, output=output)
+    pool = None if kind == "one process" else make_pool(kind, request)
     monkeypatch.setattr(sys, "stderr", _GoneStream())
-    stdout, file, outcome = run_cli_like(
-        config, lines, tmp_path / "many.jsonl", make_pool(kind, request)
-    )
+    stdout, file, outcome = run_cli_like(config, lines, tmp_path / "out.jsonl", pool)
     assert len(stdout.splitlines()) == len(file.splitlines()) == len(lines)
     assert outcome.output_error is None
+    kinds = {(json.loads(line).get("error") or {}).get("kind") for line in file.splitlines()}
+    assert "internal-error" not in kinds, kinds
 
 
 @pytest.mark.parametrize("kind", ["workers", "dask"])
