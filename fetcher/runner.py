@@ -223,7 +223,7 @@ def prepare(
         from .scale import open_pool
 
         try:
-            pool = open_pool(fanout, files.loop)
+            pool = open_pool(fanout, files.loop, config.backend)
         except ConfigError:
             writer.close()
             raise

@@ -153,6 +153,86 @@ def test_fanned_out_run_writes_the_records_of_one_process(
         assert fanned[0].count(b"\ninput,") == 0 and fanned[0].startswith(b"input,")
 
 
+# A run through a pool made in a fresh process, with one thread, as the afetch command makes it
+# (a test's own process has its loopback servers' threads, so its pools spawn). argv: the
+# format, the lines file, the stdout and -o files to write. Prints how the workers started,
+# then how their replacements did, after a worker died.
+FORKED_RUN = r"""
+import json, multiprocessing, os, sys
+from pathlib import Path
+from fetcher import runner, scale
+from fetcher.config import Config, Output, StatusSet
+from fetcher.output import RecordWriter, make_format
+from tests.conftest import make_config
+
+format_name, lines_file, stdout_file, out_file = sys.argv[1:5]
+lines = json.loads(Path(lines_file).read_text())
+output = Output(format=format_name, filter_status=StatusSet.parse("404"), progress=False)
+config = Config(limits=make_config(concurrency=8).limits, output=output)
+
+def started():
+    own = Path("/proc/self/cmdline").read_bytes()
+    kinds = set()
+    for child in multiprocessing.active_children():
+        cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes()
+        kinds.add("forked" if cmdline == own else "spawned" if b"spawn_main" in cmdline else "?")
+    return ",".join(sorted(kinds))
+
+pool = scale.WorkerPool(2)
+print(pool.start, started())
+with open(stdout_file, "wb") as stdout:
+    writer = RecordWriter(make_format(output), stdout=stdout, file_path=out_file, append=False)
+    runner.run(config, lines, writer, pool=pool)
+pool = scale.WorkerPool(2)
+print(scale.start_method())  # the pool's own thread runs now: a pool made now would spawn
+for child in multiprocessing.active_children():
+    child.kill()
+pool.renew()
+pool.submit(scale.run_chunk, config, lines[:1]).result(timeout=60)
+print(started())
+pool.close()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+@pytest.mark.parametrize("format_name", ["text", "jsonl", "csv"])
+def test_forked_workers_write_the_records_of_one_process(
+    hosts: LoopbackHosts, tmp_path: Path, format_name: str
+) -> None:
+    """The afetch command's pool forks its workers (it has one thread when it makes them):
+    the same records as one process, and a worker that replaces a dead one is spawned."""
+    lines = lines_for(hosts)
+    output = Output(format=format_name, filter_status=StatusSet.parse("404"), progress=False)
+    config = Config(limits=make_config(concurrency=8).limits, output=output)
+    alone = run_cli_like(config, lines, tmp_path / "one.jsonl", None)
+    (tmp_path / "lines.json").write_text(json.dumps(lines))
+    files = [tmp_path / name for name in ("lines.json", "stdout", "many.jsonl")]
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_RUN, format_name, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["fork forked", "spawn", "spawned"], done.stderr
+    assert normal(format_name, files[1].read_bytes()) == normal(format_name, alone[0])
+    assert normal("jsonl", files[2].read_bytes()) == normal("jsonl", alone[1])
+
+
+def test_workers_are_spawned_beside_another_thread() -> None:
+    """A fork copies the calling thread only: with another thread running, spawn."""
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    try:
+        assert scale.start_method() == "spawn"
+    finally:
+        release.set()
+        thread.join()
+
+
 @pytest.mark.parametrize("kind", ["workers", "dask"])
 def test_verbose_steps_of_a_fanned_out_run_reach_stderr(
     hosts: LoopbackHosts,
@@ -311,8 +391,8 @@ def test_a_killed_worker_loses_and_doubles_nothing(
         def pids() -> list[int]:
             return list(client.run(os.getpid).values())
     else:
-        pool = counting = CountingPool(2)
         others = {child.pid for child in multiprocessing.active_children()}  # Dask's, say
+        pool = counting = CountingPool(2)
 
         def pids() -> list[int]:
             children = multiprocessing.active_children()
@@ -930,7 +1010,8 @@ def test_a_signal_stops_every_worker_and_leaves_no_process(
 
 
 def workers_of(pid: int) -> list[int]:
-    """The pool processes of afetch `pid` (Linux /proc), not multiprocessing's resource tracker."""
+    """The pool processes of afetch `pid` (Linux /proc), forked or spawned, not
+    multiprocessing's resource tracker."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except FileNotFoundError:
@@ -938,7 +1019,7 @@ def workers_of(pid: int) -> list[int]:
     found = []
     for child in children:
         with contextlib.suppress(FileNotFoundError):
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(int(child))
     return found
 
