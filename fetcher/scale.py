@@ -439,8 +439,8 @@ def _spilled(
 def start_method() -> str:
     """How --workers starts its processes: "fork" on Linux while this process has one thread
     (a fork copies the calling thread only: a lock another thread held would stay locked in
-    the child for good, which is why Python 3.12 warns of it and macOS forbids it); "spawn"
-    otherwise."""
+    the child for good, which is why Python 3.12 warns of it); "spawn" otherwise (on macOS
+    a fork is unsafe whatever the threads, and Python spawns there by default too)."""
     if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
     try:

@@ -221,8 +221,9 @@ def test_forked_workers_write_the_records_of_one_process(
     assert normal("jsonl", files[2].read_bytes()) == normal("jsonl", alone[1])
 
 
-def test_workers_are_spawned_beside_another_thread() -> None:
-    """A fork copies the calling thread only: with another thread running, spawn."""
+def test_workers_are_spawned_beside_another_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork copies the calling thread only: with another thread running, spawn; and where
+    threads cannot be counted, or off Linux, spawn too."""
     release = threading.Event()
     thread = threading.Thread(target=release.wait)
     thread.start()
@@ -231,6 +232,18 @@ def test_workers_are_spawned_beside_another_thread() -> None:
     finally:
         release.set()
         thread.join()
+    monkeypatch.setattr(scale.os, "listdir", lambda _: ["1"])  # one thread, as if alone
+    if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux":
+        assert scale.start_method() == "fork"
+    monkeypatch.setattr(scale.sys, "platform", "darwin")
+    assert scale.start_method() == "spawn"
+    monkeypatch.undo()
+
+    def no_proc(_: str) -> list[str]:
+        raise FileNotFoundError("/proc/self/task")
+
+    monkeypatch.setattr(scale.os, "listdir", no_proc)
+    assert scale.start_method() == "spawn"
 
 
 @pytest.mark.parametrize("kind", ["workers", "dask"])
