@@ -257,6 +257,11 @@ def run(
     tune_gc()
     with _signals_for_the_run():
         try:
+            if pool is not None:
+                # Here, not when the pool was made: a signal that comes while the workers
+                # start is noted like any other, and the pool closed below (made by prepare(),
+                # before a signal stopped a run, they outlived an afetch ended at once).
+                pool.start()
             # SIGINT is ours, not Python's default: the Runner leaves it alone, so no
             # KeyboardInterrupt is ever raised, in the loop or anywhere else.
             with asyncio.Runner(loop_factory=factory) as runner:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
+import ctypes
 import gc
 import hashlib
 import importlib
@@ -212,6 +213,9 @@ class Pool(Protocol):
     stops_early: bool  # stop() makes running chunks hand back what they finished
     owned: bool  # its processes were started for this run: a chunk may tune them (run_chunk)
 
+    def start(self) -> None:
+        """Get the workers going, if they are this pool's to start (else nothing)."""
+
     def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any: ...
 
     def received(self, value: Any) -> ChunkResult:
@@ -226,13 +230,13 @@ class Pool(Protocol):
 
 
 class WorkerPool:
-    """--workers N: a ProcessPoolExecutor of N processes, started at once. Forked where that is
-    safe (start_method): each is a copy of this process with afetch, the backend and the event
-    loop imported, ready in milliseconds; otherwise, and after a worker died, spawned: a fresh
-    interpreter that imports afetch itself, about 0.3 s of CPU each (one target through
-    --workers 2, start to exit, 3 runs each: 0.30-0.40 s spawned, 0.17-0.23 s forked). Workers
-    ignore SIGINT and SIGTERM: the parent, which owns the output, stops them (stop()) and
-    takes what they did.
+    """--workers N: a ProcessPoolExecutor of N processes. Spawned by default: a fresh
+    interpreter each, which imports afetch itself (about 0.3 s of CPU). Or forked, for the
+    command (open_pool, where start_method() allows): a copy of this process with afetch, the
+    backend and the event loop imported, ready in milliseconds (one target through
+    --workers 2, start to exit, 3 runs each: 0.30-0.40 s spawned, 0.17-0.23 s forked); a worker
+    that replaces a dead one is spawned. Workers ignore SIGINT and SIGTERM: the parent, which
+    owns the output, stops them (stop()) and takes what they did.
 
     A worker hands a chunk's records back in a file of the pool's own directory, and only the
     file's name through the executor's result pipe (_spilled): a worker killed part-way through
@@ -249,42 +253,62 @@ class WorkerPool:
         workers: int,
         loop: str = "auto",
         backend: str = "raw",
-        start: str | None = None,
+        *,
+        method: str = "spawn",
+        die_with_parent: bool = False,
     ) -> None:
-        """`backend`, `loop`: what the chunks will run on, imported here before any fork;
-        `start`: "fork" or "spawn" (None: start_method())."""
+        """`method`: "spawn", or "fork", which start() turns into spawn if this process has
+        more than one thread by then (start_method). `die_with_parent`: the kernel kills each
+        worker if this process dies first (Linux), where every worker is started from the
+        main thread, as the command's are (the kill comes when the starting thread ends).
+        `backend`, `loop`: what the chunks run on, imported before a fork for its copies."""
         self.slots = workers
         self.loop = loop
-        self.start = start or start_method()
-        if self.start == "fork":
-            from .backends import backend_class
-            from .runner import loop_factory
-
-            backend_class(backend)
-            loop_factory(loop)
+        self.method = method
+        self._backend = backend
         # The stop event is a named semaphore (spawn's), which a forked worker inherits and a
         # spawned one opens by name: one event for the first workers and any that replace them.
         self._stop = multiprocessing.get_context("spawn").Event()
+        self._parent = os.getpid() if die_with_parent else None
+        self._begun = False
         # The processes the executor started, which it starts in submit(), in this thread.
         self._started: set[multiprocessing.process.BaseProcess] = set()
         spill = _spill_directory()
         self._spill: str | None = spill[0] if spill is not None else None
         self._spill_lock: int | None = spill[1] if spill is not None else None
-        self._executor = self._new(self.start)
-        # Started now, not at the first chunk: forked before this process starts a thread
-        # (its loop, the input's reader), and spawned ones import afetch meanwhile.
+        self._executor = self._new(method)
+
+    def start(self) -> None:
+        """Start every worker now, not at the first chunk (run() calls this once its signal
+        handling is in place, before its loop and the input's reader start threads): forked
+        while this process has one thread; spawned ones import afetch meanwhile."""
+        if self._begun:
+            return
+        self._begun = True
+        if self.method == "fork":
+            if start_method() == "fork":
+                from .backends import backend_class
+                from .runner import loop_factory
+
+                backend_class(self._backend)
+                loop_factory(self.loop)
+            else:  # a thread began since: no process was started yet, so spawn them instead
+                self._executor.shutdown()
+                self.method = "spawn"
+                self._executor = self._new(self.method)
         for _ in range(self.slots):
             self._submit(_ready)
 
-    def _new(self, start: str) -> cf.ProcessPoolExecutor:
+    def _new(self, method: str) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
             self.slots,
-            multiprocessing.get_context(start),
+            multiprocessing.get_context(method),
             initializer=_worker_start,
-            initargs=(self._stop,),
+            initargs=(self._stop, self._parent),
         )
 
     def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
+        self.start()
         return self._submit(_spilled, self._spill, fn, args, kwargs)
 
     def _submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
@@ -443,29 +467,52 @@ def start_method() -> str:
     a fork is unsafe whatever the threads, and Python spawns there by default too)."""
     if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
+    return "fork" if _threads() == 1 else "spawn"
+
+
+def _threads() -> int:
+    """This process's threads, all of them, not only Python's; 0 where that cannot be told."""
     try:
-        threads = len(os.listdir("/proc/self/task"))  # every thread, not only Python's
+        return len(os.listdir("/proc/self/task"))
     except OSError:
-        return "spawn"
-    return "fork" if threads == 1 else "spawn"
+        return 0
 
 
 def _ready() -> None:
     """The call that starts a pool's workers: nothing."""
 
 
-def _worker_start(stop: Event) -> None:
+def _worker_start(stop: Event, parent: int | None = None) -> None:
     """A worker process's first call: the signals are the parent's to handle. A forked worker
     also lets go of the parent's signal wake-up descriptor (Python 3.12 does so itself), into
-    which a signal here would write."""
+    which a signal here would write. `parent`: the pid to die with (WorkerPool's
+    die_with_parent)."""
     global _stop
     _stop = stop
+    if parent is not None:
+        _die_with(parent)
     _tune_gc()
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2), <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel SIGKILL this worker when its parent dies (Linux's PR_SET_PDEATHSIG), and
+    end now if it died already. A worker's records reach the output only through the parent;
+    one left behind (the parent SIGKILLed, or out on a second Ctrl-C) ignores SIGINT and
+    SIGTERM and holds the parent's stdout, so a pipe's reader (`afetch ... | jq`) waited for an
+    end that never came, and a forked one the -o file and the chunk directory's lock too."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() != parent:
+        os._exit(1)
 
 
 def _tune_gc() -> None:
@@ -512,6 +559,9 @@ class ExecutorPool:
         self.owned = owned
         self._executor = executor
         self._on_close = on_close
+
+    def start(self) -> None:
+        pass  # running already: the executor's
 
     def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
         return self._executor.submit(fn, *args, **kwargs)
@@ -691,7 +741,8 @@ def open_pool(fanout: Fanout, loop: str = "auto", backend: str = "raw") -> Pool 
     if fanout.cluster:
         return open_dask(fanout.cluster, loop)
     if fanout.workers:
-        return WorkerPool(fanout.workers, loop, backend)
+        method = start_method()
+        return WorkerPool(fanout.workers, loop, backend, method=method, die_with_parent=True)
     return None
 
 

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -161,7 +162,7 @@ FORKED_RUN = r"""
 import json, multiprocessing, os, sys
 from pathlib import Path
 from fetcher import runner, scale
-from fetcher.config import Config, Output, StatusSet
+from fetcher.config import Config, Fanout, Output, StatusSet
 from fetcher.output import RecordWriter, make_format
 from tests.conftest import make_config
 
@@ -174,16 +175,23 @@ def started():
     own = Path("/proc/self/cmdline").read_bytes()
     kinds = set()
     for child in multiprocessing.active_children():
-        cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes()
-        kinds.add("forked" if cmdline == own else "spawned" if b"spawn_main" in cmdline else "?")
+        try:
+            cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes()
+        except FileNotFoundError:  # one killed, and reaped meanwhile
+            continue
+        if cmdline:  # empty: one killed, not reaped yet
+            spawned = b"spawn_main" in cmdline
+            kinds.add("forked" if cmdline == own else "spawned" if spawned else "?")
     return ",".join(sorted(kinds))
 
-pool = scale.WorkerPool(2)
-print(pool.start, started())
+pool = scale.open_pool(Fanout(workers=2))
+pool.start()  # as run() does, first
+print(pool.method, started())
 with open(stdout_file, "wb") as stdout:
     writer = RecordWriter(make_format(output), stdout=stdout, file_path=out_file, append=False)
     runner.run(config, lines, writer, pool=pool)
-pool = scale.WorkerPool(2)
+pool = scale.open_pool(Fanout(workers=2))
+pool.start()
 print(scale.start_method())  # the pool's own thread runs now: a pool made now would spawn
 for child in multiprocessing.active_children():
     child.kill()
@@ -223,27 +231,32 @@ def test_forked_workers_write_the_records_of_one_process(
 
 def test_workers_are_spawned_beside_another_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fork copies the calling thread only: with another thread running, spawn; and where
-    threads cannot be counted, or off Linux, spawn too."""
+    threads cannot be counted, or off Linux, spawn too. A pool asked to fork spawns if a
+    thread began before it started."""
+    before = scale._threads()
     release = threading.Event()
     thread = threading.Thread(target=release.wait)
     thread.start()
     try:
-        assert scale.start_method() == "spawn"
+        assert scale._threads() == before + 1 and scale.start_method() == "spawn"
+        pool = scale.WorkerPool(1, method="fork")
+        try:
+            pool.start()
+            assert pool.method == "spawn"
+        finally:
+            pool.close()
     finally:
         release.set()
         thread.join()
-    monkeypatch.setattr(scale.os, "listdir", lambda _: ["1"])  # one thread, as if alone
-    if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux":
+    monkeypatch.setattr(scale, "_threads", lambda: 1)
+    if sys.platform == "linux":
         assert scale.start_method() == "fork"
-    monkeypatch.setattr(scale.sys, "platform", "darwin")
+    monkeypatch.setattr(scale, "sys", SimpleNamespace(platform="darwin"))
     assert scale.start_method() == "spawn"
     monkeypatch.undo()
-
-    def no_proc(_: str) -> list[str]:
-        raise FileNotFoundError("/proc/self/task")
-
-    monkeypatch.setattr(scale.os, "listdir", no_proc)
-    assert scale.start_method() == "spawn"
+    # scale's own name for os only: a listdir that fails, as without /proc
+    monkeypatch.setattr(scale, "os", SimpleNamespace(listdir=lambda path: os.lstat(path + "/-")))
+    assert scale._threads() == 0 and scale.start_method() == "spawn"
 
 
 @pytest.mark.parametrize("kind", ["workers", "dask"])
@@ -1020,6 +1033,104 @@ def test_a_signal_stops_every_worker_and_leaves_no_process(
             os.killpg(process.pid, signal.SIGKILL)
     written = Counter(str(r["input"]) for r in records(out))
     assert 1 <= len(written) < len(lines) and max(written.values()) == 1
+
+
+# A signal at start-up, sent by the command to itself: just before run() (the gap between
+# prepare() and run() in cli.afetch), or just after its workers started, inside run().
+# argv: the moment, then afetch's arguments.
+SIGNAL_AT_START = r"""
+import os, signal, sys
+from fetcher import process, runner, scale
+
+moment = sys.argv[1]
+if moment == "before-the-run":
+    run = runner.Prepared.run
+
+    def signalled(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return run(self)
+
+    runner.Prepared.run = signalled
+else:
+    start = scale.WorkerPool.start
+
+    def signalled(self):
+        start(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    scale.WorkerPool.start = signalled
+sys.argv = ["afetch", *sys.argv[2:]]
+process.main()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+@pytest.mark.parametrize("moment", ["before-the-run", "as-the-workers-start"])
+def test_a_signal_at_start_up_leaves_no_worker(
+    hosts: LoopbackHosts, tmp_path: Path, moment: str
+) -> None:
+    """The workers were started when the pool was made, before the run took over the signals:
+    a Ctrl-C then ended afetch at once (exit 130, as it should) and left them running, ignoring
+    SIGINT and SIGTERM and holding its stdout, so a pipe's reader waited for good. They now
+    start inside the run, where a signal stops it and closes the pool."""
+    port = hosts.serve(replies(response()))
+    list_file = tmp_path / "hosts.txt"
+    list_file.write_text("".join(f"127.0.0.1:{port}/{i}\n" for i in range(50)))
+    argv = [moment, "--workers", "2", "-q", "--json", "-l", str(list_file)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_AT_START, *argv],
+        stdout=subprocess.PIPE,  # a pipe's reader: it gets its end only when no worker holds it
+        stderr=subprocess.PIPE,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        start_new_session=True,
+    )
+    try:
+        err = finish(process, 30)
+        assert process.returncode == 130, err
+        assert b"Traceback" not in err
+        assert gone(process.pid, 10), "a worker outlived the run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG")
+def test_the_workers_die_with_a_killed_afetch(hosts: LoopbackHosts, tmp_path: Path) -> None:
+    """afetch SIGKILLed mid-run (or out at once on a second Ctrl-C): its workers, which ignore
+    SIGINT and SIGTERM, kept its stdout open, so a pipe's reader waited for an end that never
+    came, and forked ones its chunk directory's lock too, which kept the next run's sweep
+    from removing it. The kernel now kills them with afetch."""
+    port = hosts.serve(delayed(response(), 0.02))
+    list_file, out = tmp_path / "hosts.txt", tmp_path / "out.jsonl"
+    list_file.write_text("".join(f"127.0.0.1:{port}/{i}\n" for i in range(6000)))
+    argv = [sys.executable, "-m", "fetcher", "--workers", "2", "-c", "20", "-q", "--json"]
+    spills = tmp_path / "tmp"
+    spills.mkdir()
+    process = subprocess.Popen(
+        [*argv, "-l", str(list_file), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(spills)},
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    reader = threading.Thread(target=process.stdout.read)  # `| jq`: to the pipe's end
+    reader.start()
+    try:
+        wait_for_records(out, 1)
+        process.kill()
+        reader.join(30)
+        assert not reader.is_alive(), "afetch's stdout still open 30 s after it was killed"
+        process.wait(10)
+        assert gone(process.pid, 10), "a worker outlived afetch"
+        (left,) = spills.glob("afetch-*")
+        os.close(scale._lock(str(left)) or -1)  # nobody holds its lock: the next sweep may go
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        reader.join(10)
+        process.wait(10)
+        process.stdout.close()
 
 
 def workers_of(pid: int) -> list[int]:
