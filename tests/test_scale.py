@@ -1133,6 +1133,23 @@ def test_the_workers_die_with_a_killed_afetch(hosts: LoopbackHosts, tmp_path: Pa
         process.stdout.close()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG")
+def test_a_worker_whose_parent_is_gone_already_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between its start and the prctl call the parent may have died: the worker ends then."""
+    code = "import os, sys; from fetcher import scale; scale._die_with(int(sys.argv[1])); print(1)"
+    root = str(Path(__file__).resolve().parent.parent)
+    ours = subprocess.run(
+        [sys.executable, "-c", code, str(os.getpid())], cwd=root, capture_output=True, check=False
+    )
+    assert (ours.returncode, ours.stdout) == (0, b"1\n")
+    orphan = subprocess.run(
+        [sys.executable, "-c", code, "1"], cwd=root, capture_output=True, check=False
+    )
+    assert (orphan.returncode, orphan.stdout) == (1, b"")
+    monkeypatch.setattr(scale, "sys", SimpleNamespace(platform="darwin"))
+    scale._die_with(1)  # elsewhere: nothing to ask the kernel, and no exit
+
+
 def workers_of(pid: int) -> list[int]:
     """The pool processes of afetch `pid` (Linux /proc), forked or spawned, not
     multiprocessing's resource tracker."""
