@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
-import ctypes
 import gc
 import hashlib
 import importlib
@@ -266,17 +265,16 @@ class WorkerPool:
         self.loop = loop
         self.method = method
         self._backend = backend
-        # The stop event is a named semaphore (spawn's), which a forked worker inherits and a
-        # spawned one opens by name: one event for the first workers and any that replace them.
-        self._stop = multiprocessing.get_context("spawn").Event()
         self._parent = os.getpid() if die_with_parent else None
+        # Nothing is made before start(): a run that ends before it begins (a signal then ends
+        # afetch at once) leaves no directory and no semaphore behind.
         self._begun = False
+        self._executor: cf.ProcessPoolExecutor | None = None
+        self._stops: list[Event] = []  # each executor's, which stop() sets
         # The processes the executor started, which it starts in submit(), in this thread.
         self._started: set[multiprocessing.process.BaseProcess] = set()
-        spill = _spill_directory()
-        self._spill: str | None = spill[0] if spill is not None else None
-        self._spill_lock: int | None = spill[1] if spill is not None else None
-        self._executor = self._new(method)
+        self._spill: str | None = None
+        self._spill_lock: int | None = None
 
     def start(self) -> None:
         """Start every worker now, not at the first chunk (run() calls this once its signal
@@ -285,6 +283,9 @@ class WorkerPool:
         if self._begun:
             return
         self._begun = True
+        spill = _spill_directory()
+        if spill is not None:
+            self._spill, self._spill_lock = spill
         if self.method == "fork":
             if start_method() == "fork":
                 from .backends import backend_class
@@ -292,19 +293,21 @@ class WorkerPool:
 
                 backend_class(self._backend)
                 loop_factory(self.loop)
-            else:  # a thread began since: no process was started yet, so spawn them instead
-                self._executor.shutdown()
+            else:  # a thread began since the pool was asked for: spawn instead
                 self.method = "spawn"
-                self._executor = self._new(self.method)
+        self._executor = self._new(self.method)
         for _ in range(self.slots):
             self._submit(_ready)
 
     def _new(self, method: str) -> cf.ProcessPoolExecutor:
+        context = multiprocessing.get_context(method)
+        # The stop event of the executor's own context: a fork's semaphores are unlinked as
+        # they are made, so an afetch that ends at once (a second Ctrl-C) leaves the resource
+        # tracker nothing to warn of on stderr after it ("leaked semaphore objects").
+        stop = context.Event()
+        self._stops.append(stop)
         return cf.ProcessPoolExecutor(
-            self.slots,
-            multiprocessing.get_context(method),
-            initializer=_worker_start,
-            initargs=(self._stop, self._parent),
+            self.slots, context, initializer=_worker_start, initargs=(stop, self._parent)
         )
 
     def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
@@ -315,6 +318,7 @@ class WorkerPool:
         # The executor starts its processes in submit(): they are born with both signals
         # blocked, so a Ctrl-C to the whole terminal group cannot end one while it starts up,
         # before _worker_start ignores them. The parent gets any that came meanwhile after.
+        assert self._executor is not None  # start() made it
         with _signals_blocked():
             starting = len(self._started) < self.slots
             before = multiprocessing.active_children() if starting else []
@@ -336,6 +340,7 @@ class WorkerPool:
         ignore, and waits for them to end, and the interpreter's exit waits on that executor's
         thread. Their chunks are sent again anyway: they are killed. (Files of chunks that
         came back to a broken pool go with the directory, in close().)"""
+        assert self._executor is not None
         self._executor.shutdown(wait=False, cancel_futures=True)
         for process in self._started:
             if process.is_alive():
@@ -346,10 +351,12 @@ class WorkerPool:
         self._executor = self._new("spawn")
 
     def stop(self) -> None:
-        self._stop.set()
+        for stop in self._stops:
+            stop.set()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
         if self._spill_lock is not None:
@@ -508,10 +515,14 @@ def _die_with(parent: int) -> None:
     one left behind (the parent SIGKILLed, or out on a second Ctrl-C) ignores SIGINT and
     SIGTERM and holds the parent's stdout, so a pipe's reader (`afetch ... | jq`) waited for an
     end that never came, and a forked one the -o file and the chunk directory's lock too."""
-    if sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() != parent:
+    if sys.platform == "linux":
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (ImportError, OSError, AttributeError):  # no ctypes, no libc to ask: go without
+            pass
+    if os.getppid() != parent:
         os._exit(1)
 
 

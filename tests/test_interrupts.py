@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -85,11 +86,14 @@ def finish(process: subprocess.Popen[bytes], timeout: float) -> bytes:
     try:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
         # A process of its own group (start_new_session) may have left workers holding the
         # stderr pipe: they go too, or reading it to its end would wait for them for good.
-        if os.getpgid(process.pid) == process.pid:
-            os.killpg(process.pid, signal.SIGKILL)
+        # Asked first: kill() reaps a process that exited already, and its pid with it.
+        leader = os.getpgid(process.pid) == process.pid
+        process.kill()
+        if leader:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         _, err = process.communicate(timeout=10)
         raise AssertionError(f"afetch still running after {timeout} s; stderr: {err!r}") from None
     return err
