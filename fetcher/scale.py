@@ -231,7 +231,7 @@ class Pool(Protocol):
 class WorkerPool:
     """--workers N: a ProcessPoolExecutor of N processes. Spawned by default: a fresh
     interpreter each, which imports afetch itself (about 0.3 s of CPU). Or forked, for the
-    command (open_pool, where start_method() allows): a copy of this process with afetch, the
+    command (open_pool), where start_method() allows: a copy of this process with afetch, the
     backend and the event loop imported, ready in milliseconds (one target through
     --workers 2, start to exit, 3 runs each: 0.30-0.40 s spawned, 0.17-0.23 s forked); a worker
     that replaces a dead one is spawned. Workers ignore SIGINT and SIGTERM: the parent, which
@@ -256,8 +256,8 @@ class WorkerPool:
         method: str = "spawn",
         die_with_parent: bool = False,
     ) -> None:
-        """`method`: "spawn", or "fork", which start() turns into spawn if this process has
-        more than one thread by then (start_method). `die_with_parent`: the kernel kills each
+        """`method`: "spawn", or "fork" where start_method() allows it when start() runs (else
+        spawn; `method` then says which). `die_with_parent`: the kernel kills each
         worker if this process dies first (Linux), where every worker is started from the
         main thread, as the command's are (the kill comes when the starting thread ends).
         `backend`, `loop`: what the chunks run on, imported before a fork for its copies."""
@@ -293,7 +293,7 @@ class WorkerPool:
 
                 backend_class(self._backend)
                 loop_factory(self.loop)
-            else:  # a thread began since the pool was asked for: spawn instead
+            else:  # not on this platform, or this process has other threads: spawn
                 self.method = "spawn"
         self._executor = self._new(self.method)
         for _ in range(self.slots):
@@ -752,8 +752,7 @@ def open_pool(fanout: Fanout, loop: str = "auto", backend: str = "raw") -> Pool 
     if fanout.cluster:
         return open_dask(fanout.cluster, loop)
     if fanout.workers:
-        method = start_method()
-        return WorkerPool(fanout.workers, loop, backend, method=method, die_with_parent=True)
+        return WorkerPool(fanout.workers, loop, backend, method="fork", die_with_parent=True)
     return None
 
 
