@@ -8,7 +8,7 @@ medians of the same run of the benchmark: absolute numbers drift, ratios do not.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clients import Tally
@@ -246,7 +246,48 @@ def checks_table(checks: Sequence[Check]) -> str:
     return markdown(["target", "wanted", "measured", "result"], rows)
 
 
-def ratio_check(name: str, target: str, value: float | None, at_least: float) -> Check:
+def ratio_check(
+    name: str, target: str, value: float | None, at_least: float, rounds: Sequence[float] = ()
+) -> Check:
+    """`value` (a ratio of medians) against `at_least`; `rounds`, the same ratio round by round
+    (paired_ratios), shown beside it but not judged: the target is the issue's, on medians."""
     if value is None:
         return Check(name, target, "—", None)
-    return Check(name, target, f"{value:.2f}x", value >= at_least)
+    return Check(name, target, f"{value:.2f}x{fmt_rounds(rounds)}", value >= at_least)
+
+
+def request_rate(run: Measurement) -> float:
+    return run.rate
+
+
+def cpu_per_request(run: Measurement) -> float:
+    return run.child.cpu_s / run.expected if run.expected else 0.0
+
+
+def paired_ratios(
+    numerator: Summary,
+    denominator: Summary,
+    measure: Callable[[Measurement], float] = request_rate,
+) -> list[float]:
+    """Round by round, one client's `measure` (its rate, or cpu_per_request) over another's,
+    for the rounds both ran correctly.
+
+    Clients of a round run one after the other within a few seconds, so a round's ratio
+    compares them under about the same load from whatever else shares the machine. The medians
+    of two clients come from different rounds; on a shared machine whose speed moved by a third
+    from one run to the next, the spread of these ratios says how far a ratio of medians can be
+    trusted.
+    """
+    return [
+        measure(mine) / measure(theirs)
+        for mine, theirs in zip(numerator.runs, denominator.runs, strict=False)
+        if mine.correct and theirs.correct and measure(mine) > 0 and measure(theirs) > 0
+    ]
+
+
+def fmt_rounds(ratios: Sequence[float]) -> str:
+    """ " (rounds: median 0.99x, 0.74-1.14x)", or nothing without two rounds to compare."""
+    if len(ratios) < 2:
+        return ""
+    low, high = min(ratios), max(ratios)
+    return f" (rounds: median {statistics.median(ratios):.2f}x, {low:.2f}-{high:.2f}x)"

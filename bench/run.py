@@ -474,6 +474,11 @@ class Bench:
         def rate(name: str) -> float | None:
             return by_name[name].median_rate() if name in by_name else None
 
+        def rounds(name: str, other: str) -> list[float]:
+            if name not in by_name or other not in by_name:
+                return []
+            return report.paired_ratios(by_name[name], by_name[other])
+
         two = rate("afetch --workers 2")
         one_cpu = cpu_per_request_us(by_name["afetch, 1 process"])
         two_cpu = cpu_per_request_us(by_name["afetch --workers 2"])
@@ -484,17 +489,28 @@ class Bench:
                 f">= {WORKERS_VS_CURL}x",
                 report.ratio(two, rate("curl --parallel")),
                 WORKERS_VS_CURL,
+                rounds("afetch --workers 2", "curl --parallel"),
             ),
             report.ratio_check(
                 "--workers 2 vs httprobe",
                 f">= {WORKERS_VS_HTTPROBE}x",
                 report.ratio(two, rate("httprobe (Go)")),
                 WORKERS_VS_HTTPROBE,
+                rounds("afetch --workers 2", "httprobe (Go)"),
             ),
             Check(
                 "--workers 2 CPU/request vs 1 process",
                 f"<= {WORKERS_CPU_PER_REQUEST:.2f}x",
-                "—" if cpu_ratio is None else f"{cpu_ratio:.2f}x",
+                "—"
+                if cpu_ratio is None
+                else f"{cpu_ratio:.2f}x"
+                + report.fmt_rounds(
+                    report.paired_ratios(
+                        by_name["afetch --workers 2"],
+                        by_name["afetch, 1 process"],
+                        report.cpu_per_request,
+                    )
+                ),
                 None if cpu_ratio is None else cpu_ratio <= WORKERS_CPU_PER_REQUEST,
             ),
             report.ratio_check(
@@ -502,6 +518,7 @@ class Bench:
                 f">= {DASK_VS_WORKERS}x",
                 report.ratio(rate("afetch --cluster local:2"), two),
                 DASK_VS_WORKERS,
+                rounds("afetch --cluster local:2", "afetch --workers 2"),
             ),
         ]
         memory = self.scaling_memory(nginx)
