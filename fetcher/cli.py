@@ -313,8 +313,9 @@ def _with_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.command(
     cls=Command,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 70 internal error,"
-    " 74 cannot write output or read input, 130 Ctrl-C, 143 SIGTERM."
+    epilog="Exit status: 0 all answered, 1 some failed, 2 usage error, 69 the workers failed"
+    " (--workers, --cluster), 70 internal error, 74 cannot write output or read input,"
+    " 130 Ctrl-C, 143 SIGTERM."
     ' Shell completion: eval "$(_AFETCH_COMPLETE=bash_source afetch)" (or zsh_source,'
     " fish_source).",
 )
@@ -338,12 +339,16 @@ def afetch(targets: tuple[str, ...], **values: Any) -> None:
     arguments, from -l FILE, and from stdin when no target is given and stdin is not a terminal.
     """
     from . import runner  # heavy: --help and --version stay fast without it
+    from .scale import WorkersFailed
 
     try:
         config, files = Config.from_options(values), Run.from_options(values)
         prepared = runner.prepare(config, files, targets, Fanout.from_options(values))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    except WorkersFailed as exc:  # a cluster none of whose workers can run afetch's chunks
+        click.echo(f"afetch: error: {exc}", err=True)
+        sys.exit(ExitCode.UNAVAILABLE)
     sys.exit(runner.exit_code(prepared.run()))
 
 

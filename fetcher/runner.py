@@ -42,7 +42,7 @@ from .targets import Target
 
 if TYPE_CHECKING:
     from .progress import ProgressLine
-    from .scale import Pool
+    from .scale import Pool, WorkersFailed
 
 Counter = Callable[[], int | None]
 
@@ -55,6 +55,7 @@ class Outcome:
     signal: int | None = None
     output_closed: bool = False
     output_error: OutputError | InputError | None = None  # stops the run: exit 74
+    workers_error: WorkersFailed | None = None  # --workers, --cluster: they failed, exit 69
     total: int | None = None  # targets in the input, once counted
 
     @property
@@ -68,9 +69,12 @@ class Outcome:
 
 def exit_code(outcome: Outcome) -> ExitCode:
     """The exit status for a finished run: an output error wins (records were lost), or an
-    input that could not be read (targets were lost), then a signal, then any failed target."""
+    input that could not be read (targets were lost), then workers that failed the run (its
+    targets were not all fetched), then a signal, then any failed target."""
     if outcome.output_error is not None:
         return ExitCode.OUTPUT
+    if outcome.workers_error is not None:
+        return ExitCode.UNAVAILABLE
     if outcome.signal == signal.SIGINT:
         return ExitCode.INTERRUPTED
     if outcome.signal == signal.SIGTERM:
@@ -220,11 +224,11 @@ def prepare(
     count = functools.partial(count_targets, targets, lists, expand)
     pool = None
     if fanout.parallel:  # last: a cluster started here is closed by the run, however it ends
-        from .scale import open_pool
+        from .scale import WorkersFailed, open_pool
 
         try:
             pool = open_pool(fanout, files.loop, config.backend)
-        except ConfigError:
+        except (ConfigError, WorkersFailed):
             writer.close()
             raise
     return Prepared(config, lines, writer, factory, console, count, recorded, pool)
@@ -287,6 +291,8 @@ def run(
             )
         if outcome.output_error is not None:
             sys.stderr.write(f"afetch: error: {outcome.output_error}\n")
+        elif outcome.workers_error is not None:
+            sys.stderr.write(f"afetch: error: {outcome.workers_error}\n")
         elif outcome.signal is not None:
             sys.stderr.write(_interrupted(outcome, writer, count, recorded))
         sys.stderr.flush()
@@ -385,13 +391,16 @@ async def _main(
         if SIGNALS.received is not None:  # it came while the loop was starting
             stop(SIGNALS.received)
         if pool is not None:
-            from .scale import FanOut
+            from .scale import FanOut, WorkersFailed
 
             update = progress.update if progress is not None else None
             fan = FanOut(
                 config, pool, writer, tally, recorded=recorded, on_chunk=update, log=sys.stderr
             )
-            await fan.run(lines)
+            try:
+                await fan.run(lines)
+            except WorkersFailed as exc:
+                outcome.workers_error = exc
         else:
             tracer = verbose_printer(sys.stderr) if config.output.verbose else None
             async with Engine(config, recorded=recorded, tracer=tracer) as engine:

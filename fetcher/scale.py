@@ -30,6 +30,7 @@ import multiprocessing.process
 import multiprocessing.resource_tracker
 import os
 import pickle
+import pkgutil
 import shutil
 import signal
 import stat
@@ -51,6 +52,7 @@ from .policy import Tracer
 from .resume import Recorded
 from .stats import Tally
 from .targets import is_skipped, parse_target
+from .version import __version__
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
@@ -728,7 +730,45 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
         if cluster is not None:
             cluster.close()
 
+    if cluster is None:  # a cluster of someone else's making: can its workers run afetch?
+        try:
+            check_workers(client, address)
+        except BaseException:
+            close()
+            raise
     return dask_pool(client, loop, close, owned=cluster is not None)
+
+
+# How long --cluster ADDRESS waits for the scheduler's first worker: one being started along
+# with the scheduler (a `dask worker` importing distributed takes a few seconds) gets there.
+DASK_FIRST_WORKER_S = 30.0
+
+
+def check_workers(client: Any, address: str, wait_s: float = DASK_FIRST_WORKER_S) -> None:
+    """Raise WorkersFailed unless the cluster has a worker (within `wait_s`) and each of them
+    imports this afetch. A worker without afetch cannot even read a chunk's task: Dask's worker
+    then ends, the chunk waits for another, and the run waited for good (Dask 2026.8). Asked
+    with a function of the standard library (pkgutil.resolve_name), which any worker can
+    unpickle: one of afetch's would fail the same way."""
+    try:
+        client.wait_for_workers(1, timeout=wait_s)
+    except TimeoutError:
+        raise WorkersFailed(
+            f"--cluster {address}: the scheduler has no worker (waited {wait_s:g} s):"
+            f" start some with `dask worker {address}`"
+        ) from None
+    versions = client.run(pkgutil.resolve_name, "fetcher.version:__version__", on_error="return")
+    problems = []
+    for worker, version in sorted(versions.items()):
+        if isinstance(version, BaseException):
+            problems.append(f"{worker} cannot import afetch ({type(version).__name__}: {version})")
+        elif version != __version__:
+            problems.append(f"{worker} has afetch {version}")
+    if problems:
+        raise WorkersFailed(
+            f"--cluster {address}: {'; '.join(problems)}; this is afetch {__version__}:"
+            " install the same afetch on every worker"
+        )
 
 
 def dask_pool(
@@ -969,7 +1009,11 @@ class FanOut:
         pool gets them all again."""
         self._breaks += 1
         if self._breaks > MAX_BREAKS:
-            raise WorkerDied(f"worker processes died {self._breaks} times in a row")
+            raise WorkersFailed(
+                f"worker processes died {self._breaks} times in a row, with no chunk back in"
+                " between (out of memory? see dmesg); the records of the chunks back are"
+                " written, and --resume -o FILE goes on from them"
+            )
         lost = [chunk, *self._pending.values()]
         for future in self._pending:
             future.cancel()
@@ -1018,5 +1062,8 @@ class FanOut:
             self._write(self._held.pop(number))
 
 
-class WorkerDied(Exception):
-    """Worker processes kept dying (killed, out of memory): the run cannot go on."""
+class WorkersFailed(Exception):
+    """The workers failed the run, not afetch and not a target: --workers processes kept dying
+    (killed, out of memory), or a Dask cluster has no worker that can run afetch's chunks.
+    One line on stderr and exit 69 (sysexits' EX_UNAVAILABLE); the records of the chunks that
+    came back are written, each once, as with any stopped run."""

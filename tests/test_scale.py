@@ -1332,3 +1332,125 @@ def test_only_a_local_clusters_workers_get_the_tuned_collector(
     assert runner.GC_YOUNG_THRESHOLD not in thresholds()
     fan(config, lines * 2, scale.dask_pool(dask_client, owned=True), lambda: None)
     assert runner.GC_YOUNG_THRESHOLD in thresholds()
+
+
+class AlwaysBrokenPool(CountingPool):
+    """A pool whose workers die at every chunk (killed by the OOM killer each time, say)."""
+
+    def submit(self, fn: Callable[..., scale.ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
+        self.submits = getattr(self, "submits", 0) + 1
+        raise cf.BrokenExecutor("A child process terminated abruptly")
+
+
+def test_workers_that_keep_dying_fail_the_run_not_afetch(
+    hosts: LoopbackHosts, tmp_path: Path
+) -> None:
+    """Workers killed at every chunk ended the run as afetch's bug: "internal error:
+    WorkerDied", exit 70. It is the workers' failure: one line that says so, exit 69."""
+    port = hosts.serve(replies(response()))
+    config = Config(limits=make_config(concurrency=4).limits, output=JSONL)
+    writer = RecordWriter(Format(format_jsonl), stdout=io.BytesIO())
+    pool = AlwaysBrokenPool(2)
+    errors = io.StringIO()
+    previous, sys.stderr = sys.stderr, errors
+    try:
+        outcome = runner.run(config, [f"127.0.0.1:{port}/"], writer, pool=pool)
+    finally:
+        sys.stderr = previous
+    assert isinstance(outcome.workers_error, scale.WorkersFailed)
+    assert runner.exit_code(outcome) == 69
+    assert pool.submits == scale.MAX_BREAKS + 1
+    [line] = errors.getvalue().splitlines()
+    assert line.startswith("afetch: error: worker processes died 4 times in a row"), line
+
+
+# A `dask worker --preload` module: the worker runs, but afetch cannot be imported in it.
+NO_AFETCH = "import sys\nsys.modules['fetcher'] = None\n"
+# One whose afetch is of another version.
+OTHER_AFETCH = "import fetcher.version\nfetcher.version.__version__ = '0.0.1'\n"
+
+
+@contextlib.contextmanager
+def scheduler(tmp_path: Path, preload: str | None) -> Iterator[str]:
+    """A `dask scheduler` and, given a preload module's text, one `dask worker` running it, as
+    processes of their own on loopback; yields the scheduler's address."""
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    bin_dir = Path(sys.executable).parent
+    info = tmp_path / "scheduler.json"
+    logs = contextlib.ExitStack()
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+    started = [
+        subprocess.Popen(
+            [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0"]
+            + ["--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(info)],
+            stderr=logs.enter_context((tmp_path / "scheduler.log").open("wb")),
+            start_new_session=True,
+            **quiet,
+        )
+    ]
+    try:
+        end = time.monotonic() + 60.0  # wide: importing distributed takes a second or two
+        while not (info.exists() and info.read_text().strip()) and time.monotonic() < end:
+            time.sleep(0.05)
+        address = json.loads(info.read_text())["address"]
+        if preload is not None:
+            module = tmp_path / "preload.py"
+            module.write_text(preload)
+            started.append(
+                subprocess.Popen(
+                    [str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--no-nanny"]
+                    + ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
+                    + ["--preload", str(module)],
+                    stderr=logs.enter_context((tmp_path / "worker.log").open("wb")),
+                    cwd=tmp_path,
+                    start_new_session=True,
+                    **quiet,
+                )
+            )
+        yield address
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        logs.close()
+
+
+@pytest.mark.parametrize(
+    ("preload", "says"),
+    [(NO_AFETCH, "cannot import afetch (ModuleNotFoundError"), (OTHER_AFETCH, "has afetch 0.0.1")],
+)
+def test_a_cluster_whose_worker_cannot_run_afetch_is_refused_at_once(
+    hosts: LoopbackHosts, tmp_path: Path, preload: str, says: str
+) -> None:
+    """A worker without afetch cannot even read a chunk's task: it ended, the chunk waited for
+    another worker, and afetch waited for good. Each worker is now asked first: one line naming
+    it, exit 69, nothing fetched."""
+    port = hosts.serve(replies(response()))
+    with scheduler(tmp_path, preload) as address:
+        out = tmp_path / "out.jsonl"
+        argv = [sys.executable, "-m", "fetcher", "--cluster", address, "-o", str(out)]
+        try:
+            done = subprocess.run(
+                [*argv, f"127.0.0.1:{port}/"], capture_output=True, text=True, timeout=90
+            )
+        except subprocess.TimeoutExpired:
+            raise AssertionError("afetch still running after 90 s") from None
+    assert done.returncode == 69, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"afetch: error: --cluster {address}: tcp://127.0.0.1:"), line
+    assert says in line and "this is afetch" in line
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_a_cluster_without_a_worker_is_refused_after_a_wait(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    with scheduler(tmp_path, None) as address, distributed.Client(address) as client:
+        started = time.monotonic()
+        with pytest.raises(scale.WorkersFailed, match="the scheduler has no worker"):
+            scale.check_workers(client, address, wait_s=0.5)
+        assert time.monotonic() - started < 30.0  # it gave up, and did not wait for good
+
+
+def test_the_workers_of_a_cluster_with_afetch_pass_the_check(dask_client: Any) -> None:
+    scale.check_workers(dask_client, "local", wait_s=30.0)
