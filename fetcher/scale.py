@@ -80,6 +80,10 @@ STOP_WAIT_S = 10.0
 # Pool breaks (a worker process died) in a row, with no chunk coming back between them, after
 # which the run gives up: a chunk that kills every worker it meets would loop forever.
 MAX_BREAKS = 3
+# What every WorkersFailed ends with: what the user still has, and how to go on.
+CHUNKS_BACK_WRITTEN = (
+    "the records of the chunks back are written, and --resume -o FILE goes on from them"
+)
 
 
 @dataclass(slots=True)
@@ -222,6 +226,18 @@ class Pool(Protocol):
     def received(self, value: Any) -> ChunkResult:
         """The ChunkResult of what a future of submit() gave."""
 
+    def failure(self, future: asyncio.Future[Any]) -> WorkersFailed | None:
+        """What a chunk's future that is done says of the workers: they failed the run (the
+        executor dropped the chunk, the workers running it kept dying), or None (it finished,
+        or raised an error of afetch's or a cf.BrokenExecutor, for the caller)."""
+
+    # How often, with chunks out and none coming back, check() is run (None: never).
+    watch_s: float | None
+
+    def check(self) -> None:
+        """Raise WorkersFailed if the workers can no longer run a chunk (a cluster left with
+        no worker), which no future of theirs would ever say."""
+
     def renew(self) -> None:
         """After a cf.BrokenExecutor: a working executor again, or raise the error."""
 
@@ -336,6 +352,14 @@ class WorkerPool:
             result: ChunkResult = pickle.load(spilled)
         os.unlink(value)
         return result
+
+    watch_s: float | None = None  # a dead worker breaks the pool: its futures say so
+
+    def failure(self, future: asyncio.Future[Any]) -> WorkersFailed | None:
+        return None  # the pool only cancels a future of its own after a break
+
+    def check(self) -> None:
+        pass
 
     def renew(self) -> None:
         """A worker died. The broken executor sends its other workers SIGTERM, which they
@@ -583,6 +607,16 @@ class ExecutorPool:
         result: ChunkResult = value
         return result
 
+    watch_s: float | None = None
+
+    def failure(self, future: asyncio.Future[Any]) -> WorkersFailed | None:
+        if future.cancelled():  # only the executor can have: this run cancels none it waits on
+            return WorkersFailed(f"the executor dropped a chunk; {CHUNKS_BACK_WRITTEN}")
+        return None
+
+    def check(self) -> None:
+        pass
+
     def renew(self) -> None:
         raise cf.BrokenExecutor("the executor broke")
 
@@ -595,14 +629,104 @@ class ExecutorPool:
             self._on_close()
 
 
+# How long a run's cluster may have no worker, with chunks waiting for one, before the run
+# ends: a Nanny restarts its killed worker in a few seconds, a `dask worker` started by hand
+# needs a few to import distributed.
+DASK_NO_WORKER_S = 30.0
+
+
+class DaskPool(ExecutorPool):
+    """A distributed.Client's executor, with what its futures alone would not say: a run
+    whose cluster is lost. The scheduler gone, Dask cancels every future (-> WorkersFailed);
+    a chunk whose workers kept dying on it fails with KilledWorker (-> WorkersFailed); and a
+    cluster left with no worker keeps its chunks waiting for one for good, so a thread asks
+    the scheduler for a worker every `watch_s` and check() says when there was none for
+    `no_worker_s`."""
+
+    # check() reads one attribute; the thread asks the scheduler once in this time (one RPC).
+    watch_s: float | None = 1.0
+
+    def __init__(
+        self,
+        client: Any,
+        loop: str = "auto",
+        on_close: Callable[[], None] | None = None,
+        *,
+        owned: bool = False,
+        address: str = "the cluster",
+        no_worker_s: float = DASK_NO_WORKER_S,
+    ) -> None:
+        slots = sum(client.nthreads().values())
+        super().__init__(client.get_executor(pure=False), slots, loop, on_close, owned=owned)
+        self.address = address
+        self._client = client
+        self._no_worker_s = no_worker_s
+        self._killed: Any = importlib.import_module("distributed").KilledWorker  # untyped
+        self._stopping = threading.Event()
+        self._lost: WorkersFailed | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._watching, name="afetch-dask-watch", daemon=True).start()
+
+    def _watching(self) -> None:
+        """The watch thread: note when the scheduler had no running worker for no_worker_s
+        (an error asking counts as none: a scheduler gone cancels the futures first)."""
+        seen = time.monotonic()
+        while not self._stopping.wait(self.watch_s):
+            try:
+                self._client.wait_for_workers(1, timeout=self.watch_s)
+            except BaseException:  # the CancelledError of a client closing meanwhile among them
+                if self._stopping.is_set():
+                    return
+                if time.monotonic() - seen >= self._no_worker_s:
+                    self._lost = WorkersFailed(
+                        f"--cluster {self.address}: the scheduler has had no worker for"
+                        f" {self._no_worker_s:g} s with chunks to run: start some with"
+                        f" `dask worker {self.address}`; {CHUNKS_BACK_WRITTEN}"
+                    )
+                    return
+            else:
+                seen = time.monotonic()
+
+    def failure(self, future: asyncio.Future[Any]) -> WorkersFailed | None:
+        if future.cancelled():
+            return WorkersFailed(
+                f"--cluster {self.address}: the scheduler was lost (or cancelled this run's"
+                f" chunks); {CHUNKS_BACK_WRITTEN}"
+            )
+        exc = future.exception()
+        if isinstance(exc, self._killed):  # the scheduler's distributed.scheduler.allowed-failures
+            return WorkersFailed(
+                f"--cluster {self.address}: {exc.allowed_failures + 1} workers died running one"
+                f" chunk, the last {exc.last_worker.address} (out of memory? see its log);"
+                f" {CHUNKS_BACK_WRITTEN}"
+            )
+        return None
+
+    def check(self) -> None:
+        if self._lost is not None:
+            raise self._lost
+
+    def close(self) -> None:
+        self._stopping.set()
+        super().close()
+
+
 # How long --cluster ADDRESS tries to reach the scheduler (Dask retries a refused connection
 # until then): a remote scheduler just started, or across a slow link, gets there in time.
 DASK_CONNECT_TIMEOUT = "10s"
 # local:N's dashboard: a free loopback port. (None turns it off since distributed 2024.9 only;
 # before, None is the default :8787, taken by any other cluster of the machine.)
 DASHBOARD = "127.0.0.1:0"
-# distributed's own log lines (INFO on every worker start) would mix into afetch's stderr.
-DASK_LOG_LEVEL = "error"
+# distributed's own log lines would mix into afetch's stderr: INFO on every worker start, and
+# ERROR with a traceback when a run's scheduler is lost (the Client's reconnection, cancelled
+# as the run closes it); afetch says what failed, in one line of its own. distributed gives
+# two of its loggers levels of their own, which the first alone would not reach. Set as the
+# environment's DASK_LOGGING, so local:N's workers have it too; a user's DASK_LOGGING, or
+# DASK_LOGGING__DISTRIBUTED=info say, still wins.
+DASK_LOGGING = {
+    name: "critical" for name in ("distributed", "distributed.client", "distributed.gc")
+}
 # Dask configuration for local:N's servers (each Nanny hands its worker process the
 # configuration in force when it was made): three timers that wake a worker's event loop,
 # which then takes the GIL from the chunk it runs, for no use in a run. The statistical
@@ -679,11 +803,11 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
+def open_dask(address: str, loop: str = "auto") -> DaskPool:
     """--cluster ADDRESS: a Client of that scheduler, or with local:N a LocalCluster of N
     single-threaded worker processes started here. Raises ConfigError when distributed is not
     installed or the scheduler cannot be reached."""
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", DASK_LOG_LEVEL)
+    os.environ.setdefault("DASK_LOGGING", repr(DASK_LOGGING))
     if address.startswith(LOCAL_CLUSTER) and importlib.util.find_spec("distributed"):
         _start_fork_server()
     try:
@@ -736,7 +860,7 @@ def open_dask(address: str, loop: str = "auto") -> ExecutorPool:
         except BaseException:
             close()
             raise
-    return dask_pool(client, loop, close, owned=cluster is not None)
+    return dask_pool(client, loop, close, owned=cluster is not None, address=address)
 
 
 # How long --cluster ADDRESS waits for the scheduler's first worker: one being started along
@@ -777,13 +901,14 @@ def dask_pool(
     on_close: Callable[[], None] | None = None,
     *,
     owned: bool = False,
-) -> ExecutorPool:
+    address: str = "the cluster",
+    no_worker_s: float = DASK_NO_WORKER_S,
+) -> DaskPool:
     """A pool of a connected distributed.Client: a slot per worker thread. Each chunk's
     future is the executor's; Dask's own is released once the result reached this process,
     so a worker dying later never makes Dask compute a written chunk again. `owned`: the
     cluster's workers were started for this run (local:N)."""
-    slots = sum(client.nthreads().values())
-    return ExecutorPool(client.get_executor(pure=False), slots, loop, on_close, owned=owned)
+    return DaskPool(client, loop, on_close, owned=owned, address=address, no_worker_s=no_worker_s)
 
 
 def open_pool(fanout: Fanout, loop: str = "auto", backend: str = "raw") -> Pool | None:
@@ -923,6 +1048,9 @@ class FanOut:
         except asyncio.CancelledError:
             await self._interrupted()
             raise
+        except WorkersFailed:
+            self._write_held()  # --order input: what came back early is not lost
+            raise
         finally:
             if self._pending:  # a failed write, say: the running chunks need not finish
                 self._pool.stop()
@@ -990,11 +1118,22 @@ class FanOut:
 
     async def _collect(self) -> None:
         """Wait for at least one chunk out to come back, and write what can be written."""
-        done, _ = await asyncio.wait(set(self._pending), return_when=asyncio.FIRST_COMPLETED)
+        watch = self._pool.watch_s
+        while True:
+            done, _ = await asyncio.wait(
+                set(self._pending), timeout=watch, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done:
+                break
+            self._pool.check()  # nothing back for `watch` s: have the workers gone?
+        failed: WorkersFailed | None = None  # raised once the chunks back with it are taken
         for future in done:
             chunk = self._pending.pop(future, None)
             if chunk is None:
                 continue  # a chunk of a broken pool, sent again already
+            if (failure := self._pool.failure(future)) is not None:
+                failed = failed or failure
+                continue
             try:
                 result = self._pool.received(future.result())
             except cf.BrokenExecutor:
@@ -1003,6 +1142,8 @@ class FanOut:
             self._breaks = 0
             self._busy.discard(chunk.lane)
             self._done(result)
+        if failed is not None:
+            raise failed
 
     def _broken(self, chunk: _Chunk) -> None:
         """A worker died: every chunk out is lost with its pool, none of it written. A new
@@ -1011,8 +1152,7 @@ class FanOut:
         if self._breaks > MAX_BREAKS:
             raise WorkersFailed(
                 f"worker processes died {self._breaks} times in a row, with no chunk back in"
-                " between (out of memory? see dmesg); the records of the chunks back are"
-                " written, and --resume -o FILE goes on from them"
+                f" between (out of memory? see dmesg); {CHUNKS_BACK_WRITTEN}"
             )
         lost = [chunk, *self._pending.values()]
         for future in self._pending:
@@ -1058,6 +1198,10 @@ class FanOut:
                         result = self._pool.received(future.result())
                         self._tally.merge(result.tally)
                         self._held[result.number] = result
+        self._write_held()
+
+    def _write_held(self) -> None:
+        """Write the chunks held for their turn, in order, over the gaps of those not back."""
         for number in sorted(self._held):
             self._write(self._held.pop(number))
 

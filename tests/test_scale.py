@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -1370,10 +1370,26 @@ NO_AFETCH = "import sys\nsys.modules['fetcher'] = None\n"
 OTHER_AFETCH = "import fetcher.version\nfetcher.version.__version__ = '0.0.1'\n"
 
 
+# A `dask worker --preload` module that changes nothing: a worker with this afetch.
+SAME_AFETCH = "# this afetch, as installed\n"
+
+
+@dataclass
+class Scheduled:
+    """What scheduler() started: its address, and the processes, to kill one mid-run."""
+
+    address: str
+    scheduler: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes] | None = None
+
+
 @contextlib.contextmanager
-def scheduler(tmp_path: Path, preload: str | None) -> Iterator[str]:
+def scheduler(
+    tmp_path: Path, preload: str | None, env: dict[str, str] | None = None
+) -> Iterator[Scheduled]:
     """A `dask scheduler` and, given a preload module's text, one `dask worker` running it, as
-    processes of their own on loopback; yields the scheduler's address."""
+    processes of their own on loopback (each its own session); `env`: more of the scheduler's
+    environment (Dask configuration)."""
     pytest.importorskip("distributed", reason="afetch[dask] is not installed")
     bin_dir = Path(sys.executable).parent
     info = tmp_path / "scheduler.json"
@@ -1385,6 +1401,7 @@ def scheduler(tmp_path: Path, preload: str | None) -> Iterator[str]:
             + ["--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(info)],
             stderr=logs.enter_context((tmp_path / "scheduler.log").open("wb")),
             start_new_session=True,
+            env={**os.environ, **(env or {})},
             **quiet,
         )
     ]
@@ -1407,7 +1424,7 @@ def scheduler(tmp_path: Path, preload: str | None) -> Iterator[str]:
                     **quiet,
                 )
             )
-        yield address
+        yield Scheduled(address, *started)
     finally:
         for process in started:
             with contextlib.suppress(ProcessLookupError):
@@ -1427,7 +1444,8 @@ def test_a_cluster_whose_worker_cannot_run_afetch_is_refused_at_once(
     another worker, and afetch waited for good. Each worker is now asked first: one line naming
     it, exit 69, nothing fetched."""
     port = hosts.serve(replies(response()))
-    with scheduler(tmp_path, preload) as address:
+    with scheduler(tmp_path, preload) as scheduled:
+        address = scheduled.address
         out = tmp_path / "out.jsonl"
         argv = [sys.executable, "-m", "fetcher", "--cluster", address, "-o", str(out)]
         try:
@@ -1445,7 +1463,8 @@ def test_a_cluster_whose_worker_cannot_run_afetch_is_refused_at_once(
 
 def test_a_cluster_without_a_worker_is_refused_after_a_wait(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed", reason="afetch[dask] is not installed")
-    with scheduler(tmp_path, None) as address, distributed.Client(address) as client:
+    with scheduler(tmp_path, None) as scheduled, distributed.Client(scheduled.address) as client:
+        address = scheduled.address
         started = time.monotonic()
         with pytest.raises(scale.WorkersFailed, match="the scheduler has no worker"):
             scale.check_workers(client, address, wait_s=0.5)
@@ -1454,3 +1473,159 @@ def test_a_cluster_without_a_worker_is_refused_after_a_wait(tmp_path: Path) -> N
 
 def test_the_workers_of_a_cluster_with_afetch_pass_the_check(dask_client: Any) -> None:
     scale.check_workers(dask_client, "local", wait_s=30.0)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_a_run_whose_scheduler_is_lost_ends_with_one_line(
+    hosts: LoopbackHosts, tmp_path: Path
+) -> None:
+    """The scheduler killed mid-run: Dask cancels every future of the run at once, and the
+    cancellation reached the user as a Python traceback. Now one line that says so, exit 69,
+    the records of the chunks back written, each once."""
+    port = hosts.serve(delayed(response(), 0.2))
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(1000)]  # 5 chunks of 200, 2 s each
+    list_file, out, err = tmp_path / "hosts.txt", tmp_path / "out.jsonl", tmp_path / "stderr"
+    list_file.write_text("\n".join(lines) + "\n")
+    with scheduler(tmp_path, SAME_AFETCH) as scheduled:
+        argv = [sys.executable, "-m", "fetcher", "--cluster", scheduled.address, "-c", "20"]
+        with err.open("wb") as stderr:
+            process = subprocess.Popen(
+                [*argv, "-q", "-l", str(list_file), "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        try:
+            wait_for_records(out, 1, deadline=90)  # wide: the worker imports distributed first
+            os.killpg(scheduled.scheduler.pid, signal.SIGKILL)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("afetch still running 60 s after its scheduler died") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 69, err.read_text()
+    [line] = err.read_text().splitlines()
+    assert line.startswith(f"afetch: error: --cluster {scheduled.address}: the scheduler was lost")
+    assert line.endswith("--resume -o FILE goes on from them"), line
+    got = Counter(str(r["input"]) for r in records(out))
+    assert got and set(got) < set(lines) and max(got.values()) == 1
+
+
+def run_until_failed(
+    config: Config, lines: list[str], pool: scale.Pool, kill: Callable[[], None]
+) -> BaseException:
+    """What fan() raised, within 60 s (a daemon thread: a run that waits for good fails the
+    test instead of holding pytest)."""
+    raised: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            fan(config, lines, pool, kill)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the run still waits, 60 s on"
+    [exc] = raised
+    return exc
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+@pytest.mark.parametrize(
+    ("scheduler_env", "says"),
+    [
+        pytest.param(
+            {}, "the scheduler has had no worker for 1 s with chunks to run", id="none-left"
+        ),
+        pytest.param(
+            {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"},
+            "1 workers died running one chunk, the last tcp://127.0.0.1:",
+            id="killed-worker",
+        ),
+    ],
+)
+def test_a_cluster_that_loses_its_worker_fails_the_run(
+    hosts: LoopbackHosts, tmp_path: Path, scheduler_env: dict[str, str], says: str
+) -> None:
+    """The only worker killed mid-run: Dask holds its chunks until a worker comes, which none
+    did, and the run waited for good; a scheduler that allows no failure fails the chunk with
+    KilledWorker, which ended the run as afetch's bug (exit 70). Both are the workers'
+    failure now, each said."""
+    distributed = pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    port = hosts.serve(delayed(response(), 0.1))
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(200)]  # 13 chunks of 16, 0.4 s each
+    config = Config(limits=make_config(concurrency=4).limits, output=Output(format="jsonl"))
+    with (
+        scheduler(tmp_path, SAME_AFETCH, scheduler_env) as scheduled,
+        distributed.Client(scheduled.address) as client,
+    ):
+        client.wait_for_workers(1, timeout=60)
+        pool = scale.dask_pool(client, address=scheduled.address, no_worker_s=1.0)
+        pool.start()
+        worker = scheduled.worker
+        assert worker is not None
+
+        def kill() -> None:  # the first chunk is back: the next is out, mid-chunk
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+
+        exc = run_until_failed(config, lines, pool, kill)
+    assert isinstance(exc, scale.WorkersFailed), repr(exc)
+    assert str(exc).startswith(f"--cluster {scheduled.address}: {says}"), str(exc)
+
+
+class DroppingExecutor(cf.ThreadPoolExecutor):
+    """Runs chunks on threads, but drops the second it is given: its future never runs, and
+    drop() cancels it, as Dask cancels every future when its scheduler is lost."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.given = 0
+        self.dropped: cf.Future[Any] = cf.Future()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        self.given += 1
+        return self.dropped if self.given == 2 else super().submit(fn, *args, **kwargs)
+
+    def drop(self) -> None:
+        self.dropped.cancel()
+
+
+def test_a_chunk_the_executor_drops_fails_the_run_and_keeps_what_came_back(
+    hosts: LoopbackHosts,
+) -> None:
+    """A cancelled chunk's future was taken for a Ctrl-C of the run: CancelledError out of
+    run(), and a traceback. It is the workers' failure; and under --order input the chunks
+    back after the dropped one, held for their turn, are written too (not lost with it)."""
+    port = hosts.serve(replies(response()))
+    lines = [f"127.0.0.1:{port}/{i}" for i in range(40)]  # 10 chunks of 4
+    config = Config(
+        limits=make_config(concurrency=2).limits, output=Output(format="jsonl"), order="input"
+    )
+    out = io.BytesIO()
+    writer = RecordWriter(Format(format_jsonl), stdout=out)
+    executor = DroppingExecutor()
+    pool = scale.ExecutorPool(executor, slots=2)
+    back = 0
+
+    def counted() -> None:
+        nonlocal back
+        back += 1
+        if back == 9:  # every chunk but the dropped one
+            executor.drop()
+
+    async def go() -> None:
+        await scale.FanOut(config, pool, writer, Tally(), on_chunk=counted).run(lines)
+
+    try:
+        with pytest.raises(scale.WorkersFailed, match="^the executor dropped a chunk; the rec"):
+            asyncio.run(go())
+    finally:
+        pool.close()
+        writer.close()
+    written = [json.loads(line)["input"] for line in out.getvalue().splitlines()]
+    assert written == lines[:4] + lines[8:]
