@@ -667,9 +667,9 @@ HTTPROBE_BUILD_TIMEOUT_S = 300.0
 
 def build_httprobe(tmp: Path) -> Path | None:
     """tomnomnom's httprobe: the one on PATH if there is one, else built from the copy in
-    bench/httprobe with the `go` on PATH (Debian: apt-get install golang-go) into `tmp`, once a
-    run (a failed build is not tried again); None, with a message saying why, where neither is
-    possible."""
+    bench/httprobe with the `go` on PATH into `tmp`, once a run (a failed build is not tried
+    again), Debian's golang-go installed first where there is no Go and the bench can install
+    (root, apt-get); None, with a message saying why, where neither is possible."""
     found = shutil.which("httprobe")
     if found:
         return Path(found)
@@ -680,6 +680,12 @@ def build_httprobe(tmp: Path) -> Path | None:
     if home.exists():
         return None  # built and failed earlier in this run: said then
     go = shutil.which("go")
+    if go is None and servers.can_install():  # as nginx and ab are: Debian's Go builds it
+        try:
+            servers.install(["golang-go"])
+        except (OSError, subprocess.CalledProcessError) as exc:
+            progress(f"httprobe: apt-get install golang-go failed ({exc})")
+        go = shutil.which("go")
     if go is None:
         progress("httprobe: not on PATH and no Go to build it (apt-get install golang-go): skipped")
         return None

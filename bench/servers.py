@@ -40,9 +40,21 @@ def ensure_tools() -> None:
     missing = [tool for tool in TOOLS if _which(tool) is None]
     if not missing:
         return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if not can_install():
         raise ToolsMissing(f"missing: {', '.join(missing)}; install with:\n  {INSTALL_COMMAND}")
-    packages = [TOOLS[tool] for tool in missing]
+    install([TOOLS[tool] for tool in missing])
+    still = [tool for tool in TOOLS if _which(tool) is None]
+    if still:
+        raise ToolsMissing(f"still missing after apt-get: {', '.join(still)}")
+
+
+def can_install() -> bool:
+    """Whether install() can work here: root, with apt-get."""
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def install(packages: Sequence[str]) -> None:
+    """apt-get install `packages` (after an update), saying so on stderr."""
     print(f"installing {' '.join(packages)} with apt-get ...", file=sys.stderr, flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -52,9 +64,6 @@ def ensure_tools() -> None:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    still = [tool for tool in TOOLS if _which(tool) is None]
-    if still:
-        raise ToolsMissing(f"still missing after apt-get: {', '.join(still)}")
 
 
 def _which(tool: str) -> str | None:
