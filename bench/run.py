@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import compileall
 import dataclasses
 import datetime
 import importlib.util
@@ -846,6 +847,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def precompile() -> None:
+    """Write the bytecode of the afetch package this Python imports, as `pip install` does.
+    An editable checkout started under PYTHONDONTWRITEBYTECODE (as on these machines) compiles
+    every module of afetch at every start, in every process: one target took 0.13 s instead of
+    0.09 s, through --cluster local:2 0.54 s instead of 0.47 s (6 runs each), which no
+    installed afetch pays. (Another install given as --afetch has its own, from pip.)"""
+    spec = importlib.util.find_spec("fetcher")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for location in spec.submodule_search_locations:
+        compileall.compile_dir(location, quiet=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = (Plan.quick if args.quick else Plan.full)(args.child_timeout)
@@ -872,6 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     nofile = raise_nofile_limit()
     _terminate_on_sigterm()
+    precompile()
 
     info = machine_info(args.afetch)
     print(f"# afetch benchmark{' (quick)' if args.quick else ''}\n")
