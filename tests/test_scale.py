@@ -862,6 +862,79 @@ def test_plan_shares_concurrency_and_rate() -> None:
     assert scale.Plan.of(make_config(concurrency=10), 2).in_flight == 4
 
 
+def test_plan_makes_chunks_larger_while_the_input_lasts() -> None:
+    """With the autouse small_chunks: 4 targets per unit of a chunk's concurrency."""
+    plan = scale.Plan.of(make_config(concurrency=20), 2, factor=4)
+    assert (plan.chunk_targets, plan.steady_targets, plan.lookahead) == (40, 160, 320)
+    assert scale.Plan.of(make_config(concurrency=4000), 2, factor=4).steady_targets == 5000
+    per_host = scale.Plan.of(make_config(concurrency=20, per_host=2), 2, factor=4)
+    assert per_host.lanes == 2 and per_host.lookahead == 0  # a lane's chunks stay small
+
+
+class RecordingExecutor(cf.ThreadPoolExecutor):
+    """Runs chunks on threads; notes each chunk's size, and how far the input had been read
+    when it was given out."""
+
+    def __init__(self, read: list[int]) -> None:
+        super().__init__(2)
+        self.read = read
+        self.sizes: list[int] = []
+        self.ahead: list[int] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        self.sizes.append(len(args[1]))
+        self.ahead.append(self.read[0] - sum(self.sizes))
+        return super().submit(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("count", [1, 30, 100, 1000])
+def test_chunks_are_steady_then_shrink_as_the_input_ends(hosts: LoopbackHosts, count: int) -> None:
+    """Large chunks while the input lasts, read ahead a bounded window; the window's last
+    targets in chunks that shrink, so no worker ends alone on a large one. Every line once."""
+    port = hosts.serve(replies(response()))
+    read = [0]
+
+    def lines() -> Iterator[str]:
+        for i in range(count):
+            read[0] += 1
+            yield f"127.0.0.1:{port}/{i}"
+
+    config = Config(limits=make_config(concurrency=4).limits, output=Output(format="jsonl"))
+    executor = RecordingExecutor(read)
+    pool = scale.ExecutorPool(executor, slots=2)
+    pool.chunk_factor = 4
+    plan = scale.Plan.of(config, 2, 4)  # chunks of 8, steady 32, 64 read ahead, 4 out
+    out = io.BytesIO()
+    writer = RecordWriter(Format(format_jsonl), stdout=out)
+
+    async def go() -> None:
+        await scale.FanOut(config, pool, writer, Tally()).run(lines())
+
+    try:
+        asyncio.run(go())
+    finally:
+        pool.close()
+        writer.close()
+    got = Counter(json.loads(line)["input"] for line in out.getvalue().splitlines())
+    assert got == Counter(f"127.0.0.1:{port}/{i}" for i in range(count))
+    sizes = executor.sizes
+    assert sum(sizes) == count
+    assert max(executor.ahead) <= plan.steady_targets + plan.lookahead
+    first = sizes[: plan.in_flight]  # out at once, not after the window filled
+    assert all(size == plan.chunk_targets for size in first[:-1]) and first[-1] <= 8
+    rest = sizes[plan.in_flight :]
+    cuts = 0  # steady chunks: cut each time the window holds one beyond the lookahead
+    window = plan.steady_targets + plan.lookahead
+    if count - 4 * plan.chunk_targets >= window:
+        cuts = (count - 4 * plan.chunk_targets - window) // plan.steady_targets + 1
+    assert all(size == plan.steady_targets for size in rest[:cuts])
+    tail = rest[cuts:]
+    assert tail == sorted(tail, reverse=True)  # shrinking to the end
+    assert all(size >= plan.chunk_targets for size in tail[:-1])
+    if count == 1000:  # 4 of 8, 28 steady, then the 72 lines left: 18, 14, 10, 8, 8, 8, 6
+        assert cuts == 28 and tail == [18, 14, 10, 8, 8, 8, 6]
+
+
 def test_a_local_cluster_is_the_runs_own() -> None:
     """local:N's workers are afetch's: chunks tune them (Pool.owned), they fork from a server
     that imported distributed and afetch once, and neither the profiler, the loop's tick nor
