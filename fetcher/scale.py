@@ -651,13 +651,13 @@ DASK_NO_WORKER_S = 30.0
 
 class DaskPool(ExecutorPool):
     """A distributed.Client's executor, with what its futures alone would not say: a run
-    whose cluster is lost. The scheduler gone, Dask cancels every future (-> WorkersFailed);
-    a chunk whose workers kept dying on it fails with KilledWorker (-> WorkersFailed); and a
-    cluster left with no worker keeps its chunks waiting for one for good, so a thread asks
-    the scheduler for a worker every `watch_s` and check() says when there was none for
-    `no_worker_s`."""
+    whose cluster is lost. The scheduler gone, Dask cancels every future, and a Client that
+    gave up reconnecting refuses new ones (-> WorkersFailed); a chunk whose workers kept dying
+    on it fails with KilledWorker (-> WorkersFailed); and a cluster left with no worker keeps
+    its chunks waiting for one for good, so a thread asks the scheduler for a worker every
+    `watch_s` and check() says when, with chunks out, there was none for `no_worker_s`."""
 
-    # check() reads one attribute; the thread asks the scheduler once in this time (one RPC).
+    # check() compares two clocks; the thread asks the scheduler once in this time (one RPC).
     watch_s: float | None = 1.0
     # A Dask task costs its scheduler and client about 8 ms (local:2: the client's event loop
     # alone held the GIL 343 ms over a 40-chunk run), ten times a forked worker's chunk; Dask
@@ -682,37 +682,52 @@ class DaskPool(ExecutorPool):
         self._no_worker_s = no_worker_s
         self._killed: Any = importlib.import_module("distributed").KilledWorker  # untyped
         self._stopping = threading.Event()
-        self._lost: WorkersFailed | None = None
+        self._lock = threading.Lock()  # the chunks out change in Dask's thread too
+        self._out = 0  # chunks submitted and not done
+        self._seen = self._out_since = time.monotonic()  # a worker last seen; chunks out since
 
     def start(self) -> None:
         threading.Thread(target=self._watching, name="afetch-dask-watch", daemon=True).start()
 
     def _watching(self) -> None:
-        """The watch thread: note when the scheduler had no running worker for no_worker_s
-        (an error asking counts as none: a scheduler gone cancels the futures first)."""
-        seen = time.monotonic()
+        """The watch thread: notes when the scheduler last had a running worker (an error
+        asking counts as none: a scheduler gone cancels the futures first)."""
         while not self._stopping.wait(self.watch_s):
             try:
                 self._client.wait_for_workers(1, timeout=self.watch_s)
             except BaseException:  # the CancelledError of a client closing meanwhile among them
                 if self._stopping.is_set():
                     return
-                if time.monotonic() - seen >= self._no_worker_s:
-                    self._lost = WorkersFailed(
-                        f"--cluster {self.address}: the scheduler has had no worker for"
-                        f" {self._no_worker_s:g} s with chunks to run: start some with"
-                        f" `dask worker {self.address}`; {CHUNKS_BACK_WRITTEN}"
-                    )
-                    return
             else:
-                seen = time.monotonic()
+                self._seen = time.monotonic()
+
+    def submit(self, fn: Callable[..., ChunkResult], /, *args: Any, **kwargs: Any) -> Any:
+        try:
+            future = self._executor.submit(fn, *args, **kwargs)
+        except Exception:
+            if self._client.status in ("closing", "closed"):  # it gave up on the scheduler
+                raise self._scheduler_lost() from None
+            raise
+        with self._lock:
+            if self._out == 0:
+                self._out_since = time.monotonic()
+            self._out += 1
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: cf.Future[Any]) -> None:
+        with self._lock:
+            self._out -= 1
+
+    def _scheduler_lost(self) -> WorkersFailed:
+        return WorkersFailed(
+            f"--cluster {self.address}: the scheduler was lost (or cancelled this run's"
+            f" chunks); {CHUNKS_BACK_WRITTEN}"
+        )
 
     def failure(self, future: asyncio.Future[Any]) -> WorkersFailed | None:
         if future.cancelled():
-            return WorkersFailed(
-                f"--cluster {self.address}: the scheduler was lost (or cancelled this run's"
-                f" chunks); {CHUNKS_BACK_WRITTEN}"
-            )
+            return self._scheduler_lost()
         exc = future.exception()
         if isinstance(exc, self._killed):  # the scheduler's distributed.scheduler.allowed-failures
             return WorkersFailed(
@@ -723,11 +738,21 @@ class DaskPool(ExecutorPool):
         return None
 
     def check(self) -> None:
-        if self._lost is not None:
-            raise self._lost
+        with self._lock:
+            waited = time.monotonic() - max(self._seen, self._out_since) if self._out else 0.0
+        if waited >= self._no_worker_s:
+            raise WorkersFailed(
+                f"--cluster {self.address}: the scheduler has had no worker for"
+                f" {self._no_worker_s:g} s with chunks to run: start some with"
+                f" `dask worker {self.address}`; {CHUNKS_BACK_WRITTEN}"
+            )
 
     def close(self) -> None:
         self._stopping.set()
+        if self._client.status in ("closing", "closed"):  # it gave up on its scheduler:
+            if self._on_close is not None:  # shutting the executor down would ask it, and raise
+                self._on_close()
+            return
         super().close()
 
 
@@ -741,8 +766,9 @@ DASHBOARD = "127.0.0.1:0"
 # ERROR with a traceback when a run's scheduler is lost (the Client's reconnection, cancelled
 # as the run closes it); afetch says what failed, in one line of its own. distributed gives
 # two of its loggers levels of their own, which the first alone would not reach. Set as the
-# environment's DASK_LOGGING, so local:N's workers have it too; a user's DASK_LOGGING, or
-# DASK_LOGGING__DISTRIBUTED=info say, still wins.
+# environment's DASK_LOGGING, so local:N's workers have it too, unless the user set any
+# DASK_LOGGING variable (DASK_LOGGING__DISTRIBUTED=info, say: set beside it, ours, read
+# after it, would replace it).
 DASK_LOGGING = {
     name: "critical" for name in ("distributed", "distributed.client", "distributed.gc")
 }
@@ -826,7 +852,8 @@ def open_dask(address: str, loop: str = "auto") -> DaskPool:
     """--cluster ADDRESS: a Client of that scheduler, or with local:N a LocalCluster of N
     single-threaded worker processes started here. Raises ConfigError when distributed is not
     installed or the scheduler cannot be reached."""
-    os.environ.setdefault("DASK_LOGGING", repr(DASK_LOGGING))
+    if not any(name.startswith("DASK_LOGGING") for name in os.environ):  # the user's wins
+        os.environ["DASK_LOGGING"] = repr(DASK_LOGGING)
     if address.startswith(LOCAL_CLUSTER) and importlib.util.find_spec("distributed"):
         _start_fork_server()
     try:
@@ -983,8 +1010,8 @@ class Plan:
     chunk_targets: int  # the smallest chunk (but the input's last), and each under --per-host
     in_flight: int
     lanes: int  # > 1: --per-host; a host's lines go to one lane, one chunk of it out at once
-    steady_targets: int = 0  # a chunk while the input lasts (one lane; 0: chunk_targets)
-    lookahead: int = 0  # targets read ahead of the chunks out (one lane)
+    steady_targets: int  # a chunk while the input lasts, and the largest (>= chunk_targets)
+    lookahead: int  # targets read ahead of the chunks out
 
     @classmethod
     def of(cls, config: Config, slots: int, factor: int = 1) -> Plan:
@@ -997,8 +1024,8 @@ class Plan:
         rate = limits.rate / in_flight if limits.rate else 0.0
         chunk = min(MAX_CHUNK, max(MIN_CHUNK, CHUNK_PER_CONCURRENCY * concurrency))
         chunk_config = replace(config, limits=replace(limits, concurrency=concurrency, rate=rate))
-        if exclusive:
-            return cls(chunk_config, chunk, in_flight, slots)
+        if exclusive:  # a lane's chunks stay small: a host's targets are few
+            return cls(chunk_config, chunk, in_flight, slots, chunk, 0)
         steady = max(chunk, min(MAX_CHUNK, chunk * factor))
         lookahead = min(MAX_LOOKAHEAD, steady * slots * LOOKAHEAD_PER_SLOT)
         return cls(chunk_config, chunk, in_flight, 1, steady, lookahead)
@@ -1064,6 +1091,7 @@ class FanOut:
         self._held: dict[int, ChunkResult] = {}  # --order input: back before their turn
         self._next = 0  # the chunk number written next, under --order input
         self._numbers = 0
+        self._running = 0  # chunks sent and not done (done ones may wait to be collected)
         self._breaks = 0  # pool breaks since a chunk last came back
 
     async def run(self, lines: Lines) -> None:
@@ -1109,10 +1137,11 @@ class FanOut:
 
     async def _windowed(self, lines: Lines) -> None:
         """Chunks of plan.steady_targets, cut from the front of a window of the input read
-        plan.lookahead targets ahead; the run's first plan.in_flight chunks, of
-        plan.chunk_targets, as soon as the window holds each, so no worker waits for the
-        window to fill (10 000 targets through --workers 2: 0.56-0.60 s with the wait,
-        0.54-0.58 s before the window). When the input ends, what it holds goes out in
+        plan.lookahead targets ahead. While a slot has no chunk (as the run starts, or an input
+        that comes slowly), what the window holds goes out as soon as it is plan.chunk_targets,
+        so no worker waits for the window to fill (10 000 targets through --workers 2: 0.56-0.60
+        s with the wait, 0.54-0.58 s before the window; a stream of 500 lines a second sent
+        nothing for 6 s). When the input ends, what it holds goes out in
         chunks that shrink as it empties (each a share of what is left for every chunk out,
         down to plan.chunk_targets): a worker given a large chunk last would run on alone
         while the others idle, which took the gain of larger chunks on short inputs (10 000
@@ -1128,8 +1157,8 @@ class FanOut:
             held += targets
             if held >= plan.steady_targets + plan.lookahead:
                 held -= await self._cut(window, plan.steady_targets)
-            elif held >= plan.chunk_targets and self._numbers < plan.in_flight:
-                held -= await self._cut(window, plan.chunk_targets)  # the first: no waiting
+            elif held >= plan.chunk_targets and self._running < plan.in_flight:
+                held -= await self._cut(window, plan.steady_targets)  # a slot idles: no waiting
         while window:
             share = math.ceil(held / plan.in_flight)
             held -= await self._cut(
@@ -1140,7 +1169,7 @@ class FanOut:
         """Send a chunk of the window's first lines, `size` targets or the last of them; how
         many targets it took."""
         chunk = self._new_chunk(0)
-        while window and chunk.targets < size:
+        while window and (chunk.targets < size or not chunk.lines):
             self._add(chunk, *window.popleft())
         await self._submit(chunk)
         return chunk.targets
@@ -1186,8 +1215,14 @@ class FanOut:
         except cf.BrokenExecutor:  # a worker died since a chunk last came back
             self._broken(chunk)
             return
-        self._pending[asyncio.wrap_future(future)] = chunk
+        waiting = asyncio.wrap_future(future)
+        self._running += 1
+        waiting.add_done_callback(self._ran)
+        self._pending[waiting] = chunk
         self._busy.add(chunk.lane)
+
+    def _ran(self, _: asyncio.Future[Any]) -> None:
+        self._running -= 1
 
     async def _collect(self) -> None:
         """Wait for at least one chunk out to come back, and write what can be written."""
