@@ -1058,6 +1058,22 @@ def test_cluster_with_a_malformed_address_is_a_usage_error(address: str) -> None
         scale.open_dask(address)
 
 
+@pytest.mark.parametrize("users", [{}, {"DASK_LOGGING__DISTRIBUTED": "info"}])
+def test_dask_logs_stay_quiet_unless_the_user_asks(
+    monkeypatch: pytest.MonkeyPatch, users: dict[str, str]
+) -> None:
+    """afetch's DASK_LOGGING, set beside a user's DASK_LOGGING__DISTRIBUTED and read after it,
+    replaced it: the user could not have Dask's logs back."""
+    pytest.importorskip("distributed", reason="afetch[dask] is not installed")
+    for name in [name for name in os.environ if name.startswith("DASK_LOGGING")]:
+        monkeypatch.delenv(name)
+    for name, value in users.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError):
+        scale.open_dask("bogus")
+    assert ("DASK_LOGGING" in os.environ) is not bool(users)
+
+
 def test_a_cluster_that_failed_to_start_leaves_nothing_running() -> None:
     """A Client that could not start was left in a reference cycle with its event loop's thread
     running; when the collector later reached it inside the next Client's start, its __del__
