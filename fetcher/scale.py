@@ -922,12 +922,16 @@ def check_workers(client: Any, address: str, wait_s: float = DASK_FIRST_WORKER_S
     unpickle: one of afetch's would fail the same way."""
     try:
         client.wait_for_workers(1, timeout=wait_s)
-    except TimeoutError:
+        versions = client.run(
+            pkgutil.resolve_name, "fetcher.version:__version__", on_error="return"
+        )
+    except TimeoutError:  # Dask's WorkerStartTimeoutError
         raise WorkersFailed(
             f"--cluster {address}: the scheduler has no worker (waited {wait_s:g} s):"
             f" start some with `dask worker {address}`"
         ) from None
-    versions = client.run(pkgutil.resolve_name, "fetcher.version:__version__", on_error="return")
+    except OSError as exc:  # the scheduler gone meanwhile: Dask's comm errors are OSErrors
+        raise WorkersFailed(f"--cluster {address}: the scheduler was lost: {exc}") from None
     problems = []
     for worker, version in sorted(versions.items()):
         if isinstance(version, BaseException):

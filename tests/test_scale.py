@@ -1811,3 +1811,15 @@ def test_no_worker_fails_the_run_only_with_chunks_out_for_long() -> None:
             pool.check()
     finally:
         pool.close()
+
+
+class LostSchedulerClient(NoWorkerClient):
+    def wait_for_workers(self, n_workers: int, timeout: float) -> None:
+        raise OSError("Timed out trying to connect to tcp://127.0.0.1:1 after 10 s")
+
+
+def test_a_scheduler_lost_before_the_run_fails_it_in_one_line() -> None:
+    """The scheduler killed while afetch waited for its first worker: Dask's OSError ("Timed
+    out trying to connect") reached the user as a traceback, exit 1."""
+    with pytest.raises(scale.WorkersFailed, match="^--cluster tcp://h:1: the scheduler was lost"):
+        scale.check_workers(LostSchedulerClient(), "tcp://h:1")
